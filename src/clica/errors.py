@@ -1,0 +1,11 @@
+"""User-facing errors: the CLI prints them as one line and exits non-zero."""
+
+
+class ClicaError(Exception):
+    """A problem with the user's input (flags, files, data); never a bug."""
+
+
+def require(condition: bool, message: str) -> None:
+    """Raise a :class:`ClicaError` with ``message`` unless ``condition`` holds."""
+    if not condition:
+        raise ClicaError(message)

@@ -1,0 +1,84 @@
+"""The one training loop shared by every experiment and the Python API.
+
+An experiment supplies a ``step`` function (one optimisation step, returns
+scalar statistics), an optional ``evaluate`` function and a ``checkpoint``
+function; the loop handles step counting (1-based, as the original scripts),
+resumption from ``start_step``, logging to the run folder, progress and
+periodic checkpoints.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from .progress import Progress
+from .runs import RunDir
+
+__all__ = ["is_log_step", "train_loop"]
+
+
+def is_log_step(step: int, every: int, last: int) -> bool:
+    """Log at steps 1, 1 + every, 1 + 2·every, ... and at the last step (every ≥ 1)."""
+    return (step - 1) % every == 0 or step == last
+
+
+def train_loop(
+    step: Callable[[int], dict],
+    *,
+    n_steps: int,
+    start_step: int = 0,
+    log_every: int = 250,
+    evaluate: Callable[[int], dict] | None = None,
+    checkpoint: Callable[[int], None] | None = None,
+    checkpoint_every: int = 0,
+    run: RunDir | None = None,
+    desc: str = "train",
+    phase: str | None = None,
+    echo: Callable[[str], None] | None = None,
+) -> list[dict]:
+    """Run ``step(i)`` for i = start_step+1 .. n_steps and return the logged records.
+
+    At log steps the record holds the step, wall time, the mean of each step
+    statistic since the last log, and ``evaluate(i)``'s scores; it is appended
+    to ``run``'s ``metrics.jsonl`` and printed. ``checkpoint(i)`` is called every
+    ``checkpoint_every`` steps (0: never) and always after the last step.
+    """
+    if log_every < 1:
+        raise ValueError("log_every must be ≥ 1")
+    records: list[dict] = []
+    sums: dict[str, float] = {}
+    count = 0
+    t0 = time.monotonic()
+    with Progress(n_steps, desc=desc, initial=start_step, unit="step") as bar:
+        say = echo or bar.write
+        for i in range(start_step + 1, n_steps + 1):
+            stats = step(i)
+            for k, v in stats.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+            count += 1
+            if is_log_step(i, log_every, n_steps):
+                record = {"step": i}
+                if phase:
+                    record["phase"] = phase
+                record["time_s"] = round(time.monotonic() - t0, 3)
+                record.update({k: v / count for k, v in sums.items()})
+                if evaluate is not None:
+                    record.update(evaluate(i))
+                sums, count = {}, 0
+                records.append(record)
+                if run is not None:
+                    run.log_metrics(record)
+                say(" ".join(_fmt(k, v) for k, v in record.items()))
+            if checkpoint is not None and checkpoint_every and i % checkpoint_every == 0 and i != n_steps:
+                checkpoint(i)
+            bar.update(1, **{k: f"{float(v):.4f}" for k, v in stats.items()})
+    if checkpoint is not None and n_steps > start_step:
+        checkpoint(n_steps)
+    return records
+
+
+def _fmt(key: str, value) -> str:
+    if isinstance(value, float):
+        return f"{key}={value:.4f}"
+    return f"{key}={value}"
