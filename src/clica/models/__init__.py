@@ -1,0 +1,78 @@
+"""Encoders f and their output normalisations.
+
+``mlp_encoder`` is the original MLP encoder; ``models.conv`` (KITTI) and
+``models.resnet`` (3DIdent) hold the image encoders.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from ..errors import ClicaError
+
+__all__ = ["SphereNorm", "BoxNorm", "OUTPUT_NORMALIZATIONS", "output_normalization", "mlp_encoder"]
+
+
+class SphereNorm(nn.Module):
+    """Project onto the sphere of radius r (r fixed or learnable)."""
+
+    def __init__(self, r: float = 1.0, learnable: bool = False):
+        super().__init__()
+        r = torch.tensor([float(r)])
+        if learnable:
+            self.r = nn.Parameter(r)
+        else:
+            self.register_buffer("r", r)
+
+    def forward(self, x):
+        return self.r * x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+class BoxNorm(nn.Module):
+    """Squash into the box [low, low + width]^n with a sigmoid (width fixed or learnable per dimension)."""
+
+    def __init__(self, n: int, low: float = 0.0, high: float = 1.0, learnable: bool = False):
+        super().__init__()
+        self.low = float(low)
+        width = torch.full((n,), float(high) - float(low))
+        if learnable:
+            self.width = nn.Parameter(width)
+        else:
+            self.register_buffer("width", width)
+
+    def forward(self, x):
+        return self.low + torch.sigmoid(x) * self.width
+
+
+OUTPUT_NORMALIZATIONS = (None, "fixed_box", "learnable_box", "fixed_sphere", "learnable_sphere")
+
+
+def _normalization_layer(kind: str | None, n: int, r: float = 1.0, low: float = 0.0,
+                         high: float = 1.0) -> nn.Module:
+    """The normalisation layer named ``kind`` (``None`` gives the identity)."""
+    if kind is None:
+        return nn.Identity()
+    if kind in ("fixed_box", "learnable_box"):
+        return BoxNorm(n, low, high, learnable=kind == "learnable_box")
+    if kind in ("fixed_sphere", "learnable_sphere"):
+        return SphereNorm(r, learnable=kind == "learnable_sphere")
+    raise ClicaError(f"unknown output normalisation '{kind}'; choose one of {OUTPUT_NORMALIZATIONS}")
+
+
+output_normalization = _normalization_layer
+
+
+def mlp_encoder(n_in: int, n_out: int, hidden: Sequence[int], output_normalization: str | None = None,
+                **norm_kwargs) -> nn.Sequential:
+    """Linear layers of widths ``hidden`` with LeakyReLU between them, then the output normalisation."""
+    widths = [n_in, *hidden, n_out]
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(widths) - 2:
+            layers.append(nn.LeakyReLU())
+    layers.append(_normalization_layer(output_normalization, n_out, **norm_kwargs))
+    return nn.Sequential(*layers)
