@@ -1,0 +1,533 @@
+"""``clica 3dident``: the 3DIdent experiment (the original ``main_3dident.py``).
+
+Every flag of the original keeps its name, default and meaning. Additions of
+our own (a run folder, seed, device, image cache and size, a held-out test
+folder, the identity scale) are grouped under "clica additions" in ``--help``.
+
+Modes: ``supervised`` (regress the latents, MSE or negative R²),
+``unsupervised`` (InfoNCE: dot product on the periodic latents plus Lp/vMF on
+the rest) and ``test`` (evaluate a loaded encoder on a folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import ClicaError
+from ..runs import RunDir, atomic_torch_save, resolve_device, resolve_seed, seed_everything
+from ..training import train_loop
+
+DESCRIPTION = (
+    "Disentanglement with InfoNCE/Contrastive Learning - 3DIdent. Train a ResNet encoder on image "
+    "pairs of a 3DIdent folder (the published release or `clica render` output) whose latents are "
+    "sampled from a marginal and conditional and matched to the nearest rendered latent; report "
+    "linear R², MCC and per-latent errors against the true latents."
+)
+
+# settings that define what a run computes: a run folder is only resumed with the same ones
+_RUN_DEFINING = (
+    "offline_dataset", "mode", "encoder", "batch_size", "lr", "optimizer", "position_only",
+    "rotation_and_color_only", "rotation_only", "color_only", "no_spotlight_position",
+    "no_spotlight_color", "no_spotlight", "non_periodic_rotation_and_color", "dummy_mixing",
+    "identity_solution", "identity_mixing_and_solution", "box_constraint", "sphere_constraint",
+    "supervised_loss", "unsupervised_loss", "non_periodical_conditional", "sigma", "image_size",
+    "approximate_dataset_nn_search",
+)
+
+
+def _constraint(value: str) -> str | None:
+    if value in ("None", "none"):
+        return None
+    if value not in ("fix", "learnable"):
+        raise argparse.ArgumentTypeError(f"invalid choice {value!r} (choose None, fix or learnable)")
+    return value
+
+
+def _image_size(value: str) -> tuple[int, int]:
+    try:
+        parts = [int(v) for v in value.lower().split("x")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"image size must be N or HxW, got {value!r}") from None
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or min(parts) < 8:
+        raise argparse.ArgumentTypeError(f"image size must be N or HxW with sides ≥ 8, got {value!r}")
+    return tuple(parts)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--batch-size", default=512, type=int)
+    p.add_argument("--n-eval-samples", default=4096, type=int,
+                   help="Number of samples for each evaluation")
+    p.add_argument("--lr", default=1e-4, type=float)
+    p.add_argument("--optimizer", default="adam", choices=("adam", "sgd"))
+    p.add_argument("--iterations", default=30000, type=int, help="How long to train the model")
+    p.add_argument("--n-log-steps", default=100, type=int, help="How often to calculate scores and print them")
+    p.add_argument("--load-model", default=None, type=str, help="Path from where to load the model")
+    p.add_argument("--save-model", default=None, type=str, help="Path where to save the model")
+    p.add_argument("--save-every", default=None, type=int,
+                   help="After how many steps to save the model (will always be saved at the end); "
+                        "writes SAVE_MODEL.iteration_STEP")
+    p.add_argument("--no-cuda", action="store_true", help="Do not use a GPU even if one is available")
+    p.add_argument("--position-only", action="store_true", help="Use only the 3 position latents")
+    p.add_argument("--rotation-and-color-only", action="store_true",
+                   help="Use only the rotation, spotlight and hue latents")
+    p.add_argument("--rotation-only", action="store_true", help="Use only the rotation (and spotlight) latents")
+    p.add_argument("--color-only", action="store_true", help="Use only the hue latents")
+    p.add_argument("--no-spotlight-position", action="store_true",
+                   help="Drop the spotlight angle (non-periodic setting only)")
+    p.add_argument("--no-spotlight-color", action="store_true",
+                   help="Drop the spotlight hue (non-periodic setting only)")
+    p.add_argument("--no-spotlight", action="store_true", help="Both --no-spotlight-position and --no-spotlight-color")
+    p.add_argument("--non-periodic-rotation-and-color", action="store_true",
+                   help="Treat rotations and hues as box latents (the 10-column published release) "
+                        "instead of embedding them on a sphere")
+    p.add_argument("--dummy-mixing", action="store_true",
+                   help="Replace the images by a random invertible MLP of the latents (an MLP encoder is trained)")
+    p.add_argument("--identity-solution", action="store_true",
+                   help="Use the identity (flattening) as encoder: scores of the observations themselves")
+    p.add_argument("--identity-mixing-and-solution", action="store_true",
+                   help="Use h(z) = z·scale as the encoder's output (loss of the true solution); "
+                        "the scale comes from --identity-scale (the original asked for it interactively)")
+    p.add_argument("--approximate-dataset-nn-search", action="store_true",
+                   help="Match latents with faiss's approximate IVF/HNSW index instead of exact search")
+    p.add_argument("--offline-dataset", type=str, required=True,
+                   help="3DIdent folder: raw_latents.npy, latents.npy, images/")
+    p.add_argument("--faiss-omp-threads", type=int, default=16, help="OpenMP threads faiss may use")
+    p.add_argument("--box-constraint", type=_constraint, default=None, choices=(None, "fix", "learnable"),
+                   help="Squash the non-periodic outputs into a box (sigmoid), fixed or learnable size")
+    p.add_argument("--sphere-constraint", type=_constraint, default=None, choices=(None, "fix", "learnable"),
+                   help="Project the non-periodic outputs on a sphere, fixed or learnable radius")
+    p.add_argument("--workers", default=0, type=int,
+                   help="DataLoader worker processes that make pairs (0 = in the main process, "
+                        "which is what the original did despite its help text '0=#cpus')")
+    p.add_argument("--mode", default="supervised", choices=("supervised", "unsupervised", "test"))
+    p.add_argument("--supervised-loss", default="mse", type=str, choices=("mse", "r2"))
+    p.add_argument("--unsupervised-loss", default="l2", type=str, choices=("l1", "l2", "l3", "vmf"),
+                   help="Loss on the non-periodic latents: Lp InfoNCE or normalised dot product (vmf)")
+    p.add_argument("--non-periodical-conditional", default="l2", choices=("l1", "l2", "l3"),
+                   help="Conditional of the non-periodic latents: Laplace, normal, generalized normal p=3")
+    p.add_argument("--sigma", default=0.1, type=float,
+                   help="Sigma of the conditional distribution (for vMF: 1/kappa)")
+    p.add_argument("--encoder", default="rn18", choices=("rn18", "rn50", "rn101", "rn152", "rn151"),
+                   help="ResNet depth (rn151, as printed by the original's help, means ResNet-152)")
+
+    g = p.add_argument_group("clica additions")
+    g.add_argument("--run-dir", default=None,
+                   help="Run folder (config, metrics.jsonl, checkpoints, summary, figure); run the same "
+                        "command with the same --run-dir to resume (default: runs/3dident-MODE-TIME)")
+    g.add_argument("--seed", type=int, default=None, help="Seed of everything (drawn and recorded if omitted)")
+    g.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    g.add_argument("--identity-scale", type=float, default=1.0,
+                   help="Scale s of h(z) = s·z for --identity-mixing-and-solution")
+    g.add_argument("--image-cache", default="auto", choices=("auto", "build", "off"),
+                   help="Decoded-image cache (one memory-mapped uint8 array): auto = use it if built, "
+                        "build = build it first (once, with progress), off = decode PNGs every step")
+    g.add_argument("--cache-dir", default=None, help="Where the image cache lives (default: DATASET/cache)")
+    g.add_argument("--image-size", type=_image_size, default=None,
+                   help="Resize images to N or HxW (default: as stored, e.g. 224 for the release)")
+    g.add_argument("--test-dataset", default=None,
+                   help="Evaluate during training on this held-out 3DIdent folder instead of on "
+                        "samples of the training folder")
+    g.add_argument("--checkpoint-every", type=int, default=500,
+                   help="Steps between resumable checkpoints in the run folder")
+    g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+
+
+# ---------------------------------------------------------------------------
+# validation
+# ---------------------------------------------------------------------------
+
+def check_arguments(args) -> None:
+    """The original's assertions, as one-line errors (plus a few checks of our own)."""
+    if args.no_spotlight:
+        args.no_spotlight_color = args.no_spotlight_position = True
+    if args.save_every is not None and args.save_every <= 0:
+        raise ClicaError(f"--save-every must be positive, got {args.save_every}")
+    if args.save_every is not None and args.save_model is None:
+        raise ClicaError("--save-every requires --save-model to be set")
+    if args.box_constraint is not None and args.sphere_constraint is not None:
+        raise ClicaError("--box-constraint and --sphere-constraint contradict each other: choose one")
+    if args.save_model is not None:
+        parent = Path(args.save_model).parent
+        if not parent.is_dir():
+            raise ClicaError(f"folder {parent} to save the model in does not exist")
+    if args.load_model is not None and not Path(args.load_model).is_file():
+        raise ClicaError(f"--load-model {args.load_model}: no such file")
+    if args.identity_solution and args.identity_mixing_and_solution:
+        raise ClicaError("--identity-solution and --identity-mixing-and-solution contradict each other: choose one")
+    if args.identity_solution and args.load_model:
+        raise ClicaError("--identity-solution has no parameters to load: drop --load-model")
+    if not args.sigma > 0:
+        raise ClicaError(f"--sigma must be positive, got {args.sigma}")
+    if args.batch_size < (2 if args.mode == "unsupervised" else 1):
+        raise ClicaError(f"--batch-size must be at least 2 (negatives come from the batch), got {args.batch_size}")
+    if args.iterations < 0:
+        raise ClicaError(f"--iterations must be ≥ 0, got {args.iterations}")
+    if args.n_log_steps < 1:
+        raise ClicaError(f"--n-log-steps must be ≥ 1, got {args.n_log_steps}")
+    if args.n_eval_samples < 8:
+        raise ClicaError(f"--n-eval-samples must be at least 8 (the linear fit uses a train/test split), "
+                         f"got {args.n_eval_samples}")
+    if args.workers < 0:
+        raise ClicaError(f"--workers must be ≥ 0, got {args.workers}")
+    if args.checkpoint_every < 1:
+        raise ClicaError(f"--checkpoint-every must be ≥ 1, got {args.checkpoint_every}")
+    if args.encoder == "rn151":
+        print("note: --encoder rn151 is taken as ResNet-152 (the original's help listed rn151)")
+        args.encoder = "rn152"
+
+
+# ---------------------------------------------------------------------------
+# model
+# ---------------------------------------------------------------------------
+
+def build_encoder(args, layout) -> nn.Module:
+    """f: the identity (flatten), the MLP of --dummy-mixing, or a ResNet, with the rescaling head."""
+    from ..models import mlp_encoder
+    from ..models.resnet import RescalingHead, resnet_encoder
+
+    n = layout.dim
+    if args.identity_solution:
+        return nn.Flatten()
+    head = RescalingHead(layout.n_non_angular, layout.n_angular, args.box_constraint, args.sphere_constraint)
+    if args.dummy_mixing:
+        return nn.Sequential(mlp_encoder(n, n, [10 * n, 50 * n, 50 * n, 50 * n, 50 * n, 10 * n]), head)
+    return resnet_encoder(args.encoder, n, head)
+
+
+def build_loss(args, layout):
+    """The unsupervised loss of the original for the layout (blocks: non-periodic, periodic)."""
+    from ..losses import BlockLoss, DotInfoNCE, LpInfoNCE
+
+    spherical = DotInfoNCE(normalize=False, tau=1.0)
+    if args.unsupervised_loss == "vmf":
+        nonspherical = DotInfoNCE(normalize=True, tau=1.0)
+    else:
+        p = {"l1": 1.0, "l2": 2.0, "l3": 3.0}[args.unsupervised_loss]
+        nonspherical = LpInfoNCE(p=p, tau=1.0, simclr_compatibility_mode=True, pow=True)
+    k, n = layout.n_non_angular, layout.dim
+    if layout.n_angular == 0:
+        return nonspherical
+    if k == 0:
+        return spherical
+    return BlockLoss([(nonspherical, 0, k), (spherical, k, n)])
+
+
+def load_state(f: nn.Module, path) -> None:
+    """Load a state dict saved by us or by the original (strips DataParallel's ``module.``)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise ClicaError(f"cannot read model {path}: {exc}") from None
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]  # a run-folder checkpoint
+    if not isinstance(state, dict):
+        raise ClicaError(f"{path} does not hold a model state dict")
+    state = {(k[7:] if k.startswith("module.") else k): v for k, v in state.items()}
+    try:
+        f.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise ClicaError(f"model {path} does not fit this encoder/latent setting ({first})") from None
+
+
+# ---------------------------------------------------------------------------
+# evaluation
+# ---------------------------------------------------------------------------
+
+class EvalSet:
+    """A fixed set of (z, image index) to score the encoder on."""
+
+    def __init__(self, data, indices: np.ndarray, batch_size: int):
+        self.data, self.indices, self.batch_size = data, np.asarray(indices), batch_size
+        self.z = torch.from_numpy(data.latents[self.indices])
+
+    def chunks(self):
+        for s in range(0, len(self.indices), self.batch_size):
+            idx = self.indices[s:s + self.batch_size]
+            x = self.data.loader.load(idx) if self.data.images else None
+            yield self.z[s:s + self.batch_size], x
+
+
+def evaluate(args, f, g, evalset: EvalSet, device) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Linear R² (train/test split), MCC, per-latent MSE and linear-fit MSE, as the original printed."""
+    from ..metrics import linear_fit, mcc
+
+    was_training = f.training
+    f.eval()
+    hs = []
+    with torch.no_grad():
+        for z, x in evalset.chunks():
+            if args.identity_mixing_and_solution:
+                h = z
+            else:
+                if args.dummy_mixing:
+                    x = g(z.to(device))
+                h = f(x.to(device, non_blocking=True)).float().cpu()
+            hs.append(h)
+    f.train(was_training)
+    z = evalset.z.numpy().astype(np.float64)
+    h = torch.cat(hs).numpy().astype(np.float64)
+    fit = linear_fit(z, h, train_test_split=True)
+    record = {"r2": fit.r2}
+    record["mcc"] = mcc(z, h).score if h.shape[1] >= z.shape[1] else float("nan")
+    record["r2_per_latent"] = [round(float(v), 4) for v in fit.r2_per_dim]
+    if h.shape == z.shape and not args.identity_solution:
+        record["mse"] = [round(float(v), 5) for v in ((z - h) ** 2).mean(0)]
+    record["lin_mse"] = [round(float(v), 5) for v in fit.mse_per_dim]
+    return record, z, h
+
+
+# ---------------------------------------------------------------------------
+# run
+# ---------------------------------------------------------------------------
+
+def _config(args) -> dict:
+    return {k: v for k, v in vars(args).items() if not k.startswith("_")}
+
+
+def _open_run(args) -> tuple[RunDir, dict | None]:
+    if args.run_dir is None:
+        args.run_dir = f"runs/3dident-{args.mode}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    run = RunDir(args.run_dir)
+    state = None
+    if run.file("config.json").is_file():
+        old = run.read_config()
+        diff = [k for k in _RUN_DEFINING if k in old and _norm(old[k]) != _norm(getattr(args, k, None))]
+        if diff:
+            raise ClicaError(
+                f"run folder {run.path} holds a run with different settings ({', '.join('--' + d.replace('_', '-') for d in diff)}); "
+                "use another --run-dir or the same flags to resume")
+        if args.seed is None:
+            args.seed = old.get("seed")
+        state = run.load_checkpoint()
+    return run, state
+
+
+def _norm(v):
+    if isinstance(v, (list, tuple)):
+        return [_norm(x) for x in v]
+    if isinstance(v, Path):
+        return str(v)
+    return v
+
+
+def run(args) -> int:
+    from ..data.threedident import (
+        ThreeDIdentFolder, ThreeDIdentPairs, ThreeDIdentSequential, latent_layout, latent_space_for,
+        set_faiss_threads,
+    )
+    from ..losses import SUPERVISED_LOSSES
+
+    check_arguments(args)
+    layout = latent_layout(
+        position_only=args.position_only, rotation_and_color_only=args.rotation_and_color_only,
+        rotation_only=args.rotation_only, color_only=args.color_only,
+        no_spotlight_position=args.no_spotlight_position, no_spotlight_color=args.no_spotlight_color,
+        non_periodic_rotation_and_color=args.non_periodic_rotation_and_color)
+    needs_images = not (args.dummy_mixing or args.identity_mixing_and_solution)
+    folder = ThreeDIdentFolder.open(args.offline_dataset, require_images=needs_images)
+    layout.select(folder.raw_latents, folder.root)  # clear error on a column mismatch, before any work
+    test_folder = None
+    if args.test_dataset:
+        test_folder = ThreeDIdentFolder.open(args.test_dataset, require_images=needs_images)
+        layout.select(test_folder.raw_latents, test_folder.root)
+
+    run_dir, state = _open_run(args)
+    args.seed = resolve_seed(args.seed)
+    seed_everything(args.seed)
+    device = resolve_device(args.device, args.no_cuda)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    set_faiss_threads(args.faiss_omp_threads)
+    run_dir.write_config({**_config(args), "latent_dimensions": layout.dimensions,
+                          "latent_space": layout.describe(), "latent_names": list(layout.names)})
+
+    print(f"Using dataset: {folder.root} ({folder.n} images, raw latents {folder.dim}-d)")
+    print(f"Using latent dimensions: {None if layout.dimensions is None else list(layout.dimensions)} "
+          f"-> {layout.describe()}")
+    print(f"#Latents: {layout.dim}, #Non-periodic latents: {layout.n_non_angular}, "
+          f"#Periodic latents: {layout.n_angular}")
+    print(f"run folder: {run_dir.path}  seed: {args.seed}  device: {device}")
+
+    # model -------------------------------------------------------------------
+    f = build_encoder(args, layout).to(device)
+    g = None
+    if args.dummy_mixing:
+        from ..mixing import invertible_mlp
+
+        g = invertible_mlp(layout.dim, n_layers=3, act_fct="leaky_relu", cond_thresh_ratio=0.0,
+                           n_iter_cond_thresh=25000, seed=args.seed).to(device)
+        for prm in g.parameters():
+            prm.requires_grad_(False)
+    if args.identity_mixing_and_solution:
+        print(f"Using identity function for h(z) = f(g(z)) = {args.identity_scale}·z")
+    params = [q for q in f.parameters() if q.requires_grad]
+    trainable = bool(params) and not args.identity_mixing_and_solution and args.mode != "test"
+    optimizer = None
+    if trainable:
+        optimizer = (torch.optim.Adam(params, lr=args.lr) if args.optimizer == "adam"
+                     else torch.optim.SGD(params, lr=args.lr))
+
+    start_step = 0
+    if state is not None and args.mode != "test":
+        f.load_state_dict(state["model"])
+        if optimizer is not None and state.get("optimizer"):
+            optimizer.load_state_dict(state["optimizer"])
+        start_step = int(state["step"])
+        run_dir.truncate_metrics(start_step)
+        print(f"resuming {run_dir.path} from step {start_step}")
+    elif args.load_model is not None:
+        load_state(f, args.load_model)
+        print("Model loaded:", args.load_model)
+
+    # data --------------------------------------------------------------------
+    data_kw = dict(images=needs_images, image_size=args.image_size, cache=args.image_cache,
+                   cache_dir=args.cache_dir)
+    rng = np.random.default_rng(args.seed + 1)
+    if args.mode == "test":
+        data = ThreeDIdentSequential(folder.root, layout, folder=folder, **data_kw)
+        evalset = EvalSet(data, rng.permutation(folder.n)[:args.n_eval_samples], args.batch_size)
+        _describe_images(data)
+        record, z, h = evaluate(args, f, g, evalset, device)
+        print(f"Lin. Disentanglement: {record['r2']:.6f}, MCC: {record['mcc']:.4f}, "
+              f"MSE: {record.get('mse')}, lin. fit MSE: {record['lin_mse']}")
+        run_dir.log_metrics({"step": 0, "phase": "test", **record})
+        _finish(run_dir, record, z, h, layout, args, elapsed=0.0)
+        return 0
+
+    latent_space = latent_space_for(layout, args.non_periodical_conditional, args.sigma)
+    t_index = time.monotonic()
+    pairs = ThreeDIdentPairs(folder.root, latent_space, layout, folder=folder, batch_size=args.batch_size,
+                             approximate=args.approximate_dataset_nn_search, seed=args.seed,
+                             start_batch=start_step, **data_kw)
+    print(f"nearest-neighbour index over {folder.n} latents built in {time.monotonic() - t_index:.1f}s "
+          f"({'approximate IVF/HNSW' if args.approximate_dataset_nn_search else 'exact'})")
+    _describe_images(pairs)
+    if test_folder is not None:
+        test_data = ThreeDIdentSequential(test_folder.root, layout, folder=test_folder, **data_kw)
+        evalset = EvalSet(test_data, rng.permutation(test_folder.n)[:args.n_eval_samples], args.batch_size)
+    else:
+        idx, _ = pairs.sample_indices(args.n_eval_samples, seed=args.seed + 2)
+        evalset = EvalSet(pairs, idx, args.batch_size)
+
+    if args.workers > 0:
+        loader = torch.utils.data.DataLoader(pairs, batch_size=None, num_workers=args.workers,
+                                             pin_memory=device.type == "cuda", prefetch_factor=2,
+                                             worker_init_fn=_worker_init)
+        batches = iter(loader)
+    else:
+        batches = iter(pairs)
+
+    supervised_loss = SUPERVISED_LOSSES[args.supervised_loss]
+    contrastive_loss = build_loss(args, layout)
+    last_eval = {}
+
+    def step(i: int) -> dict:
+        (z1, z2), (x1, x2) = next(batches)
+        z1 = z1.to(device, non_blocking=True)
+        if args.dummy_mixing:
+            x1 = g(z1)
+        elif x1 is not None:
+            x1 = x1.to(device, non_blocking=True)
+        if optimizer is not None:
+            optimizer.zero_grad(set_to_none=True)
+        if args.mode == "supervised":
+            if args.identity_mixing_and_solution:
+                h1 = z1 * args.identity_scale
+            else:
+                h1 = f(x1)
+            loss = supervised_loss(h1, z1)
+            stats = {"loss": loss}
+        else:
+            z2 = z2.to(device, non_blocking=True)
+            if args.identity_mixing_and_solution:
+                h1, h2 = z1 * args.identity_scale, z2 * args.identity_scale
+            else:
+                if args.dummy_mixing:
+                    x2 = g(z2)
+                else:
+                    x2 = x2.to(device, non_blocking=True)
+                h1, h2 = f(x1), f(x2)
+            out = contrastive_loss(h1, h2)
+            loss = out.total
+            stats = {"loss": loss, "loss_std": out.per_item.detach().std()}
+            if len(out.parts) > 1:
+                stats.update({f"loss_{k}": v for k, v in out.parts.items()})
+        if optimizer is not None and loss.requires_grad:
+            loss.backward()
+            optimizer.step()
+        return {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in stats.items()}
+
+    def do_eval(i: int) -> dict:
+        record, z, h = evaluate(args, f, g, evalset, device)
+        last_eval.update(record=record, z=z, h=h)
+        return record
+
+    def checkpoint(i: int) -> None:
+        final = i == args.iterations
+        if final or i % args.checkpoint_every == 0:
+            run_dir.save_checkpoint({"step": i, "model": f.state_dict(),
+                                     "optimizer": optimizer.state_dict() if optimizer else None,
+                                     "seed": args.seed})
+        if args.save_model and args.save_every and i % args.save_every == 0 and not final:
+            path = f"{args.save_model}.iteration_{i}"
+            atomic_torch_save(path, f.state_dict())
+            print("Model saved as", path)
+
+    t0 = time.monotonic()
+    if start_step >= args.iterations:
+        print(f"{run_dir.path} already finished {start_step} steps; evaluating")
+        do_eval(start_step)
+    else:
+        train_loop(step, n_steps=args.iterations, start_step=start_step, log_every=args.n_log_steps,
+                   evaluate=do_eval, checkpoint=checkpoint, checkpoint_every=1, run=run_dir,
+                   desc=f"3dident {args.mode}", phase=args.mode)
+    if args.save_model:
+        atomic_torch_save(args.save_model, f.state_dict())
+        print(f"Saving final model at: {args.save_model}")
+    _finish(run_dir, last_eval["record"], last_eval["z"], last_eval["h"], layout, args,
+            elapsed=time.monotonic() - t0)
+    return 0
+
+
+def _worker_init(_):
+    torch.set_num_threads(1)
+
+
+def _describe_images(data) -> None:
+    if not data.images:
+        print("images: not loaded (latents only)")
+        return
+    src = "memory-mapped uint8 cache" if data.cached else "PNG decoding (build a cache with --image-cache build)"
+    h, w = data.loader.size
+    print(f"images: {h}x{w} from {src}; normalised with {data.normalization_source}")
+
+
+def _finish(run_dir: RunDir, record: dict, z, h, layout, args, elapsed: float) -> None:
+    from ..plots import true_vs_predicted
+
+    fig = run_dir.file("true_vs_predicted.png")
+    try:
+        if h.shape[1] >= z.shape[1] and h.shape[1] <= 64:
+            true_vs_predicted(z, h, fig, names=list(layout.names),
+                              title=f"3DIdent {args.mode}: R² {record['r2']:.3f}, MCC {record['mcc']:.3f}")
+            print(f"figure: {fig}")
+    except Exception as exc:  # a figure must never lose a finished run
+        print(f"note: could not draw {fig}: {exc}")
+    summary = {"mode": args.mode, "seed": args.seed, "iterations": args.iterations,
+               "train_seconds": round(elapsed, 1), **record}
+    run_dir.write_summary(summary)
+    r2, m = record["r2"], record["mcc"]
+    print(f"final: linear R² {r2:.4f}  MCC {m:.4f}  (summary: {run_dir.file('summary.json')})")
+    if math.isnan(m):
+        print("note: MCC needs at least as many outputs as latents")
