@@ -290,6 +290,9 @@ class RenderSettings:
                    bool(spotlights), bool(use_gpu), batch_size, int(samples))
 
 
+CONTEXTS_CREATED = 0   # GL contexts made in this process (a process with one must not fork)
+
+
 def create_context(use_gpu: bool = False):
     """A headless OpenGL 3.3+ context through EGL.
 
@@ -302,8 +305,11 @@ def create_context(use_gpu: bool = False):
     if not use_gpu:
         os.environ.setdefault("LIBGL_ALWAYS_SOFTWARE", "1")
         os.environ.setdefault("LP_NUM_THREADS", "0")     # rasterise in the calling thread
+    global CONTEXTS_CREATED
     try:
-        return moderngl.create_context(standalone=True, backend="egl", require=330)
+        ctx = moderngl.create_context(standalone=True, backend="egl", require=330)
+        CONTEXTS_CREATED += 1
+        return ctx
     except Exception as exc:  # no EGL, no GL 3.3
         raise ClicaError(f"cannot create a headless OpenGL context through EGL: {exc}") from None
 

@@ -36,10 +36,10 @@ SPOT_BLEND = 0.1
 # light strengths (linear RGB units reaching a surface facing the light);
 # chosen so the renders have the published dataset's dark look
 SUN_DIRECTION = np.array([0.0, 0.0, -1.0])     # pointing down
-SUN_STRENGTH = 0.08
+SUN_STRENGTH = 0.07
 AREA_POSITION = np.array([0.0, 0.0, 12.0])
-AREA_STRENGTH = 0.07                           # at the ground below it
-AMBIENT = 0.03
+AREA_STRENGTH = 0.055                           # at the ground below it
+AMBIENT = 0.025
 SPOT_STRENGTH = 0.9
 
 
