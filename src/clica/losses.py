@@ -15,11 +15,12 @@ import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 __all__ = [
-    "LossOutput", "pairwise_lp", "LpInfoNCE", "DotInfoNCE", "AlignmentLoss",
+    "LossOutput", "pairwise_lp", "negative_logsumexp", "LpInfoNCE", "DotInfoNCE", "AlignmentLoss",
     "UniformityLoss", "BlockLoss", "mse_loss", "negative_r2_loss", "SUPERVISED_LOSSES",
 ]
 
@@ -45,13 +46,108 @@ def pairwise_lp(a: torch.Tensor, b: torch.Tensor, p: float, pow: bool) -> torch.
     return d.pow(p) if pow else d
 
 
+def _pairwise_grads(a, b, G, p: float, pow: bool):
+    """Gradients of sum_ij G_ij·D_ij w.r.t. a and b, D = pairwise_lp(a, b, p, pow)."""
+    if p == 2 and pow:
+        return 2.0 * (a * G.sum(1, keepdim=True) - G @ b), 2.0 * (b * G.sum(0)[:, None] - G.T @ a)
+    d = torch.cdist(a, b, p=p)
+    if pow and p != 1:
+        G = G * (p * d.pow(p - 1)).masked_fill(d == 0, 0.0)
+    grad_a = torch.ops.aten._cdist_backward(G.contiguous(), a, b, p, d)
+    grad_b = torch.ops.aten._cdist_backward(G.T.contiguous(), b, a, p, d.T.contiguous())
+    if p < 1:  # |x|^p has no finite slope at x = 0: such coordinates get zero gradient
+        grad_a, grad_b = grad_a.nan_to_num(0.0, 0.0, 0.0), grad_b.nan_to_num(0.0, 0.0, 0.0)
+    return grad_a, grad_b
+
+
+class _NegativeLogSumExp(torch.autograd.Function):
+    """lse_i = log(Σ_j exp(-D_ij/τ) [+ exp(extra_i)]) for D = pairwise_lp(a, b), in row chunks.
+
+    Only a chunk of D lives at a time, in the forward and (recomputed) in the
+    backward pass, so memory stays O(chunk·M) instead of several B×M matrices.
+    """
+
+    @staticmethod
+    def forward(ctx, a, b, extra, p, pow, tau, chunk):
+        out = torch.empty(a.shape[0], dtype=a.dtype, device=a.device)
+        for s in range(0, a.shape[0], chunk):
+            logits = pairwise_lp(a[s:s + chunk], b, p, pow).mul_(-1.0 / tau)
+            lse = torch.logsumexp(logits, dim=1)
+            out[s:s + chunk] = lse if extra is None else torch.logaddexp(lse, extra[s:s + chunk])
+        ctx.save_for_backward(a, b, extra, out)
+        ctx.cfg = (p, pow, tau, chunk)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        a, b, extra, out = ctx.saved_tensors
+        p, pow, tau, chunk = ctx.cfg
+        grad_a, grad_b = torch.empty_like(a), torch.zeros_like(b)
+        for s in range(0, a.shape[0], chunk):
+            logits = pairwise_lp(a[s:s + chunk], b, p, pow).mul_(-1.0 / tau)
+            # d lse_i / d D_ij = -softmax_ij / τ
+            G = logits.sub_(out[s:s + chunk, None]).exp_().mul_(grad_out[s:s + chunk, None] * (-1.0 / tau))
+            ga, gb = _pairwise_grads(a[s:s + chunk], b, G, p, pow)
+            grad_a[s:s + chunk] = ga
+            grad_b += gb
+        grad_extra = None if extra is None else grad_out * torch.exp(extra - out)
+        return grad_a, grad_b, grad_extra, None, None, None, None
+
+
+class _NegativeLogSumExpCPU(torch.autograd.Function):
+    """The same quantity through fused numba kernels (no B×M×n tensor, one B×M float32 matrix)."""
+
+    @staticmethod
+    def forward(ctx, a, b, p, pow, tau):
+        from . import _lp_kernels as K
+
+        a_np = a.detach().contiguous().numpy()
+        bT = np.ascontiguousarray(b.detach().numpy().T)
+        lse, W = K.lse_forward(a_np, bT, p, pow, tau)
+        ctx.save_for_backward(a, b)
+        ctx.stash = (W, bT, p, pow, tau)
+        return torch.from_numpy(lse)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        from . import _lp_kernels as K
+
+        a, _ = ctx.saved_tensors
+        W, bT, p, pow, tau = ctx.stash
+        del ctx.stash
+        n_chunks = max(1, min(torch.get_num_threads() * 4, a.shape[0]))
+        grad_a, grad_bT = K.lse_backward(a.detach().contiguous().numpy(), bT, W,
+                                         grad_out.float().contiguous().numpy(), p, pow, tau, n_chunks)
+        return torch.from_numpy(grad_a), torch.from_numpy(np.ascontiguousarray(grad_bT.T)), None, None, None
+
+
+def _use_kernels(a: torch.Tensor, p: float, pow: bool) -> bool:
+    return a.device.type == "cpu" and a.dtype == torch.float32 and not (p == 2 and pow) and _KERNELS_OK
+
+
+def negative_logsumexp(a, b, p: float, pow: bool, tau: float, extra=None, chunk: int = 1024):
+    """log Σ_j exp(-|a_i - b_j|_p^(p)/τ) [+ exp(extra_i)] per row i, fused and memory-light.
+
+    On the CPU (float32, p ≠ 2 or not ``pow``) it runs fused numba kernels;
+    elsewhere chunked torch operations (cdist / matrix products).
+    """
+    if _use_kernels(a, p, pow):
+        lse = _NegativeLogSumExpCPU.apply(a, b, float(p), bool(pow), float(tau))
+        return lse if extra is None else torch.logaddexp(lse, extra)
+    return _NegativeLogSumExp.apply(a, b, extra, float(p), pow, float(tau), chunk)
+
+
+try:  # numba is a hard dependency, but keep the torch path usable without it
+    import numba  # noqa: F401
+
+    _KERNELS_OK = True
+except ImportError:  # pragma: no cover
+    _KERNELS_OK = False
+
+
 def _lp(x: torch.Tensor, p: float, pow: bool) -> torch.Tensor:
     n = x.abs().pow(p).sum(-1)
     return n if pow else n.pow(1.0 / p)
-
-
-def _logmeanexp(x: torch.Tensor, dim: int) -> torch.Tensor:
-    return torch.logsumexp(x, dim=dim) - math.log(x.shape[dim])
 
 
 class LpInfoNCE:
@@ -71,13 +167,13 @@ class LpInfoNCE:
         self.simclr_compatibility_mode, self.pow = simclr_compatibility_mode, pow
 
     def __call__(self, h1, h2, h_neg=None) -> LossOutput:
-        neg = pairwise_lp(h1, _negatives(h1, h_neg), self.p, self.pow)
         pos = _lp(h1 - h2, self.p, self.pow)
         loss_pos = pos / self.tau
+        h_neg = _negatives(h1, h_neg)
         if self.simclr_compatibility_mode:
-            loss_neg = torch.logsumexp(torch.cat([-neg, -pos[:, None]], 1) / self.tau, dim=1)
+            loss_neg = negative_logsumexp(h1, h_neg, self.p, self.pow, self.tau, extra=-loss_pos)
         else:
-            loss_neg = _logmeanexp(-neg / self.tau, dim=1)
+            loss_neg = negative_logsumexp(h1, h_neg, self.p, self.pow, self.tau) - math.log(h_neg.shape[0])
         per_item = 2 * (self.alpha * loss_pos + (1 - self.alpha) * loss_neg)
         return LossOutput(per_item.mean(), per_item, {"pos": loss_pos.mean(), "neg": loss_neg.mean()})
 
@@ -121,7 +217,8 @@ class UniformityLoss:
         self.p = float(p)
 
     def __call__(self, h1, h2=None, h_neg=None) -> LossOutput:
-        per_item = _logmeanexp(-pairwise_lp(h1, _negatives(h1, h_neg), self.p, True), dim=1)
+        h_neg = _negatives(h1, h_neg)
+        per_item = negative_logsumexp(h1, h_neg, self.p, True, 1.0) - math.log(h_neg.shape[0])
         return LossOutput(per_item.mean(), per_item, {"uniformity": per_item.mean()})
 
 

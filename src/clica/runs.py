@@ -148,12 +148,16 @@ class RunDir:
             return []
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
-    def truncate_metrics(self, max_step: int) -> None:
-        """Drop log lines past ``max_step`` (written after the checkpoint a resume starts from)."""
-        kept = [r for r in self.read_metrics() if r.get("step", 0) <= max_step]
+    def filter_metrics(self, keep) -> None:
+        """Keep only the log lines for which ``keep(record)`` holds (used when resuming)."""
+        kept = [r for r in self.read_metrics() if keep(r)]
         atomic_write_bytes(
             self.file("metrics.jsonl"), "".join(json.dumps(r) + "\n" for r in kept).encode()
         )
+
+    def truncate_metrics(self, max_step: int) -> None:
+        """Drop log lines past ``max_step`` (written after the checkpoint a resume starts from)."""
+        self.filter_metrics(lambda r: r.get("step", 0) <= max_step)
 
     # checkpoints ------------------------------------------------------------
     def save_checkpoint(self, state: dict, name: str = "checkpoint.pt") -> None:
