@@ -58,10 +58,11 @@ def _brute(latents, q, k):
     return np.argsort(d, axis=1, kind="stable")[:, :k]
 
 
-def test_matching_returns_true_nearest_neighbours_and_never_the_same_image():
+@pytest.mark.parametrize("backend", ["kdtree", "faiss"])
+def test_matching_returns_true_nearest_neighbours_and_never_the_same_image(backend):
     rng = np.random.default_rng(0)
     latents = rng.uniform(-1, 1, (2000, 10)).astype(np.float32)
-    m = td.LatentMatcher(latents)
+    m = td.LatentMatcher(latents, backend=backend)
     z = rng.uniform(-1, 1, (500, 10)).astype(np.float32)
     zt = (z + rng.normal(0, 0.1, z.shape)).astype(np.float32)
     zt[:100] = z[:100]  # forced collisions: z~'s nearest is z's image
@@ -76,12 +77,18 @@ def test_matching_returns_true_nearest_neighbours_and_never_the_same_image():
 
 def test_matching_is_one_search_call_per_batch(monkeypatch):
     latents = np.random.default_rng(1).uniform(-1, 1, (300, 4)).astype(np.float32)
-    m = td.LatentMatcher(latents)
+    m = td.LatentMatcher(latents, backend="faiss")
     calls = []
     real = m.index.search
     monkeypatch.setattr(m.index, "search", lambda q, k: calls.append(len(q)) or real(q, k))
     m.match_pairs(latents[:64] + 0.01, latents[:64] - 0.01)
     assert calls == [128]
+    m2 = td.LatentMatcher(latents)
+    calls2 = []
+    real2 = m2.search
+    monkeypatch.setattr(m2, "search", lambda q, k: calls2.append(len(q)) or real2(q, k))
+    m2.match_pairs(latents[:64] + 0.01, latents[:64] - 0.01)
+    assert calls2 == [128]
 
 
 def test_approximate_matching_valid_and_distinct():
@@ -322,11 +329,11 @@ def test_missing_dataset_is_a_one_line_error(tmp_path, capsys):
 
 @pytest.mark.parametrize("extra", [
     ["--mode", "unsupervised", "--unsupervised-loss", "l1", "--box-constraint", "learnable"],
-    ["--mode", "unsupervised", "--unsupervised-loss", "l2"],
+    ["--mode", "unsupervised", "--unsupervised-loss", "l2", "--nn-backend", "faiss"],
     ["--mode", "unsupervised", "--unsupervised-loss", "l3", "--non-periodical-conditional", "l3"],
     ["--mode", "unsupervised", "--unsupervised-loss", "vmf", "--sphere-constraint", "fix",
      "--non-periodical-conditional", "l1"],
-    ["--mode", "supervised", "--supervised-loss", "mse"],
+    ["--mode", "supervised", "--supervised-loss", "mse", "--approximate-dataset-nn-search"],
     ["--mode", "supervised", "--supervised-loss", "r2", "--optimizer", "sgd"],
 ])
 def test_each_loss_mode_runs_a_step(folder10, tmp_path, extra):

@@ -101,7 +101,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="Match latents with faiss's approximate IVF/HNSW index instead of exact search")
     p.add_argument("--offline-dataset", type=str, required=True,
                    help="3DIdent folder: raw_latents.npy, latents.npy, images/")
-    p.add_argument("--faiss-omp-threads", type=int, default=16, help="OpenMP threads faiss may use")
+    p.add_argument("--faiss-omp-threads", type=int, default=16,
+                   help="Threads for nearest-neighbour search (faiss's OpenMP threads; kd-tree query "
+                        "threads, capped at the CPU count)")
     p.add_argument("--box-constraint", type=_constraint, default=None, choices=(None, "fix", "learnable"),
                    help="Squash the non-periodic outputs into a box (sigmoid), fixed or learnable size")
     p.add_argument("--sphere-constraint", type=_constraint, default=None, choices=(None, "fix", "learnable"),
@@ -137,6 +139,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--test-dataset", default=None,
                    help="Evaluate during training on this held-out 3DIdent folder instead of on "
                         "samples of the training folder")
+    g.add_argument("--nn-backend", default="kdtree", choices=("kdtree", "faiss"),
+                   help="Exact nearest-neighbour search: scipy kd-tree (fast on these low-dimensional "
+                        "latents) or faiss brute force (IndexFlatL2, as the original); "
+                        "--approximate-dataset-nn-search always uses faiss")
     g.add_argument("--checkpoint-every", type=int, default=500,
                    help="Steps between resumable checkpoints in the run folder")
     g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -408,10 +414,11 @@ def run(args) -> int:
     latent_space = latent_space_for(layout, args.non_periodical_conditional, args.sigma)
     t_index = time.monotonic()
     pairs = ThreeDIdentPairs(folder.root, latent_space, layout, folder=folder, batch_size=args.batch_size,
-                             approximate=args.approximate_dataset_nn_search, seed=args.seed,
+                             approximate=args.approximate_dataset_nn_search, nn_backend=args.nn_backend,
+                             nn_threads=args.faiss_omp_threads, seed=args.seed,
                              start_batch=start_step, **data_kw)
     print(f"nearest-neighbour index over {folder.n} latents built in {time.monotonic() - t_index:.1f}s "
-          f"({'approximate IVF/HNSW' if args.approximate_dataset_nn_search else 'exact'})")
+          f"({'approximate faiss IVF/HNSW' if args.approximate_dataset_nn_search else 'exact, ' + args.nn_backend})")
     _describe_images(pairs)
     if test_folder is not None:
         test_data = ThreeDIdentSequential(test_folder.root, layout, folder=test_folder, **data_kw)
