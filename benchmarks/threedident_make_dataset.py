@@ -1,8 +1,10 @@
 """Render a 3DIdent-format folder for the 3DIdent benchmarks and the CPU example.
 
-Uses ``clica.render.make_dataset`` when the render package provides it, else
-the render package's latent sampler and renderer directly (same format:
-raw_latents.npy, latents.npy, images/{i:0Nd}.png).
+Uses the render package's latent sampler (``clica.render.latents``) and
+rasteriser (``clica.render.renderer``) directly and writes the published
+format: raw_latents.npy, latents.npy, images/{i:0Nd}.png. Interrupted runs
+resume (existing images are skipped). ``clica render`` does the same from the
+command line.
 
     python benchmarks/threedident_make_dataset.py data/3dident64 --n-points 40000 --image-size 64 --seed 0
 """
@@ -60,14 +62,7 @@ def main(argv=None) -> int:
     p.add_argument("--periodic", action="store_true", help="periodic variant (11-column raw latents)")
     a = p.parse_args(argv)
     t = time.monotonic()
-    try:
-        from clica.render import make_dataset as render_make_dataset  # the render package's own, if present
-    except ImportError:
-        render_make_dataset = None
-    if render_make_dataset is not None and not a.periodic:
-        render_make_dataset(a.folder, a.n_points, image_size=a.image_size, seed=a.seed)
-    else:
-        make_dataset(a.folder, a.n_points, a.image_size, a.seed, non_periodic=not a.periodic)
+    make_dataset(a.folder, a.n_points, a.image_size, a.seed, non_periodic=not a.periodic)
     print(f"{a.n_points} images at {a.image_size}x{a.image_size} in {time.monotonic() - t:.0f}s -> {a.folder}")
     return 0
 
