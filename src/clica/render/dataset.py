@@ -190,7 +190,8 @@ def _worker_init(folder: str, settings) -> None:
 def _worker_render(indices: np.ndarray) -> int:
     folder, latents, renderer = _WORKER["folder"], _WORKER["latents"], _WORKER["renderer"]
     n = latents.shape[0]
-    images = renderer.render(np.asarray(latents[indices]))
+    # image i always goes to atlas slot i % capacity: bit-identical whatever the shard or batch
+    images = renderer.render(np.asarray(latents[indices]), slots=indices % renderer.capacity)
     for index, image in zip(indices, images):
         atomic_write_bytes(image_path(folder, index, n), encode_png(image))
     return len(indices)
@@ -238,10 +239,10 @@ def render_images(folder, n_batches: int = 1, batch_index: int = 0, image_size: 
     result = {"rendered": 0, "skipped": skipped, "seconds": 0.0, "images_per_s": 0.0, "renderer": None}
     if len(todo) == 0:
         return result
-    from .renderer import default_batch_size
+    from .renderer import atlas_capacity, slot_batches
 
-    chunk = settings.batch_size or default_batch_size(settings.image_size)
-    chunks = [todo[i:i + chunk] for i in range(0, len(todo), chunk)]
+    capacity = atlas_capacity(settings.image_size, settings.n_objects)
+    chunks = [todo[b] for b in slot_batches(todo % capacity, capacity, settings.batch_size)]
     t0 = time.perf_counter()
     bar = Progress(len(indices), desc=f"render {settings.image_size}px", initial=skipped, unit="img",
                    enabled=progress)

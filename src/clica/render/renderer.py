@@ -246,6 +246,21 @@ def _fill(source: str, **values) -> str:
     return source
 
 
+def slot_batches(slots: np.ndarray, capacity: int, max_len: int | None = None) -> list[np.ndarray]:
+    """Split positions ``0..len(slots)-1`` into batches whose slots are distinct (in order)."""
+    batches, current, used = [], [], set()
+    limit = max_len or capacity
+    for pos, slot in enumerate(np.asarray(slots).tolist()):
+        if slot in used or len(current) >= limit:
+            batches.append(np.array(current, dtype=np.int64))
+            current, used = [], set()
+        current.append(pos)
+        used.add(slot)
+    if current:
+        batches.append(np.array(current, dtype=np.int64))
+    return batches
+
+
 def _grid(n: int) -> tuple[int, int]:
     cols = math.ceil(math.sqrt(n))
     return cols, math.ceil(n / cols)
@@ -254,6 +269,17 @@ def _grid(n: int) -> tuple[int, int]:
 def default_batch_size(image_size: int) -> int:
     """Images per batch: keeps the atlas around 1000 pixels wide."""
     return int(max(1, min(64, (1024 // image_size) ** 2)))
+
+
+def atlas_capacity(image_size: int, n_objects: int = 1) -> int:
+    """Tiles in the atlas: the most images one draw renders (and the number of *slots*).
+
+    The tile an image is drawn in shifts float rounding in rasterisation by a
+    hair, so bit-identical datasets need each image in a fixed slot: the
+    dataset writer renders image ``i`` in slot ``i % atlas_capacity``.
+    """
+    max_batch = max(1, 4000 // (5 + 12 * n_objects))       # 64 KiB of uniform data
+    return min(default_batch_size(image_size), max_batch)
 
 
 @dataclass(frozen=True)
@@ -321,8 +347,9 @@ class Renderer:
         self.settings = s = settings
         self.size = s.image_size
         n = s.n_objects
-        max_batch = max(1, 4000 // (5 + 12 * n))       # 64 KiB of uniform data
-        self.batch_size = min(s.batch_size or default_batch_size(s.image_size), max_batch)
+        # The atlas layout depends on the image size only, never on the batch size asked for.
+        self.capacity = atlas_capacity(s.image_size, n)
+        self.batch_size = min(s.batch_size or self.capacity, self.capacity)
         self.ctx = ctx or create_context(s.use_gpu)
         ctx = self.ctx
         self.renderer_name = ctx.info.get("GL_RENDERER", "?")
@@ -334,7 +361,7 @@ class Renderer:
 
         self.data_width = 5 + 12 * n
         fmt = dict(n_obj=n, n_lights=self.n_lights, data_w=self.data_width,
-                   data_len=self.data_width * self.batch_size, pcf_taps=1)
+                   data_len=self.data_width * self.capacity, pcf_taps=1)
         common = _fill(_COMMON, **fmt)
         consts = dict(
             sun=scene.SUN_STRENGTH, area=scene.AREA_STRENGTH, ambient=scene.AMBIENT,
@@ -365,20 +392,20 @@ class Renderer:
         self.ground_vao = ctx.vertex_array(self.ground_prog, [(ctx.buffer(quad.tobytes()), "2f", "in_corner")])
 
         # per-image scene data: a uniform buffer, one block of vec4s per image
-        self.data = ctx.buffer(reserve=self.data_width * self.batch_size * 16)
+        self.data = ctx.buffer(reserve=self.data_width * self.capacity * 16)
         for prog in (self.shadow_prog, self.object_prog, self.ground_prog):
             prog["SceneData"].binding = 0
 
         # shadow atlas
         self.stile = int(min(1024, max(128, 2 * s.image_size)))
-        self.sgrid = _grid(self.batch_size * self.n_lights)
+        self.sgrid = _grid(self.capacity * self.n_lights)
         self.shadow_tex = ctx.depth_texture((self.sgrid[0] * self.stile, self.sgrid[1] * self.stile))
         self.shadow_tex.compare_func = "<="
         self.shadow_tex.repeat_x = self.shadow_tex.repeat_y = False
         self.shadow_fbo = ctx.framebuffer(depth_attachment=self.shadow_tex)
 
         # colour atlas (multisampled) and its resolve target
-        self.grid = _grid(self.batch_size)
+        self.grid = _grid(self.capacity)
         W, H = self.grid[0] * self.size, self.grid[1] * self.size
         self.atlas_size = (W, H)
         samples = min(s.samples, ctx.max_samples) if s.samples > 1 else 0
@@ -413,24 +440,30 @@ class Renderer:
                 prog["u_shadow"].value = 1
 
     # ------------------------------------------------------------------
-    def _pack(self, latents: np.ndarray) -> np.ndarray:
+    def _pack(self, latents: np.ndarray, slots: np.ndarray) -> np.ndarray:
+        """Scene data rows, one per slot; unused slots stay zero (objects collapse to a point)."""
         p = scene.object_params(latents, self.object_radius)
-        B, n = latents.shape[0], self.settings.n_objects
-        out = np.zeros((self.batch_size, self.data_width, 4), dtype="f4")
-        out[:B, 0, :3] = p["ground"]
-        out[:B, 1:5] = p["sun_vp"].transpose(0, 2, 1)
+        n = self.settings.n_objects
+        out = np.zeros((self.capacity, self.data_width, 4), dtype="f4")
+        out[slots, 0, :3] = p["ground"]
+        out[slots, 1:5] = p["sun_vp"].transpose(0, 2, 1)
         for k in range(n):
             b = 5 + 12 * k
-            out[:B, b:b + 4] = p["model"][:, k].transpose(0, 2, 1)
-            out[:B, b + 4, :3] = p["color"][:, k]
-            out[:B, b + 5, :3] = p["spot_pos"][:, k]
-            out[:B, b + 6, :3] = p["spot_dir"][:, k]
-            out[:B, b + 7, :3] = p["spot_color"][:, k]
-            out[:B, b + 8:b + 12] = p["spot_vp"][:, k].transpose(0, 2, 1)
+            out[slots, b:b + 4] = p["model"][:, k].transpose(0, 2, 1)
+            out[slots, b + 4, :3] = p["color"][:, k]
+            out[slots, b + 5, :3] = p["spot_pos"][:, k]
+            out[slots, b + 6, :3] = p["spot_dir"][:, k]
+            out[slots, b + 7, :3] = p["spot_color"][:, k]
+            out[slots, b + 8:b + 12] = p["spot_vp"][:, k].transpose(0, 2, 1)
         return out
 
-    def render(self, latents: np.ndarray) -> np.ndarray:
-        """Render latent rows ``(N, 9n+1)`` → ``uint8`` array ``(N, size, size, 3)``."""
+    def render(self, latents: np.ndarray, slots=None) -> np.ndarray:
+        """Render latent rows ``(N, 9n+1)`` → ``uint8`` array ``(N, size, size, 3)``.
+
+        ``slots`` (optional, distinct within each batch of ``capacity``) pins
+        each row to an atlas tile; by default rows fill tiles in order. Equal
+        latents in equal slots give bit-identical images.
+        """
         latents = np.asarray(latents, dtype=np.float64)
         if latents.ndim == 1:
             latents = latents[None]
@@ -438,14 +471,22 @@ class Renderer:
         if latents.ndim != 2 or latents.shape[1] != expected:
             raise ClicaError(f"latents have shape {latents.shape}; this renderer expects (N, {expected})")
         out = np.empty((latents.shape[0], self.size, self.size, 3), dtype=np.uint8)
-        for start in range(0, latents.shape[0], self.batch_size):
-            chunk = latents[start:start + self.batch_size]
-            out[start:start + len(chunk)] = self._render_batch(chunk)
+        if slots is None:
+            for start in range(0, latents.shape[0], self.batch_size):
+                chunk = latents[start:start + self.batch_size]
+                out[start:start + len(chunk)] = self._render_batch(chunk, np.arange(len(chunk)))
+            return out
+        slots = np.asarray(slots, dtype=np.int64)
+        if slots.shape != (latents.shape[0],) or slots.min(initial=0) < 0 or slots.max(initial=0) >= self.capacity:
+            raise ValueError(f"slots must be {latents.shape[0]} integers in [0, {self.capacity})")
+        for chunk in slot_batches(slots, self.capacity):
+            out[chunk] = self._render_batch(latents[chunk], slots[chunk])
         return out
 
-    def _render_batch(self, latents: np.ndarray) -> np.ndarray:
-        ctx, B = self.ctx, latents.shape[0]
-        self.data.write(self._pack(latents).tobytes())
+    def _render_batch(self, latents: np.ndarray, slots: np.ndarray) -> np.ndarray:
+        ctx = self.ctx
+        B = int(slots.max()) + 1                   # tiles drawn: up to the last slot in use
+        self.data.write(self._pack(latents, slots).tobytes())
         self.data.bind_to_uniform_block(0)
 
         # 1. shadow maps
@@ -471,15 +512,14 @@ class Renderer:
             ctx.copy_framebuffer(self.resolve_fbo, self.msaa_fbo)
 
         W, H = self.atlas_size
-        cols, rows = self.grid
+        cols = self.grid[0]
         S = self.size
-        # read only the rows of tiles in use
-        used_rows = math.ceil(B / cols)
+        used_rows = math.ceil(B / cols)            # read only the rows of tiles in use
         y0 = H - used_rows * S
         raw = self.resolve_fbo.read(viewport=(0, y0, W, used_rows * S), components=3, alignment=1)
         atlas = np.frombuffer(raw, dtype=np.uint8).reshape(used_rows * S, W, 3)[::-1]
         tiles = atlas.reshape(used_rows, S, cols, S, 3).transpose(0, 2, 1, 3, 4).reshape(-1, S, S, 3)
-        return tiles[:B]
+        return tiles[slots]
 
     def release(self) -> None:
         self.ctx.release()

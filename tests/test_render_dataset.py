@@ -1,0 +1,175 @@
+"""The 3DIdent folder: published layout, shards, resuming a killed render, clear errors."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from clica.cli import main
+from clica.errors import ClicaError
+from clica.render import (LatentOptions, compute_stats, image_name_width, make_dataset, render_images,
+                          shard_indices, write_latents)
+
+SIZE = 32
+
+
+def quiet(*args, **kwargs):
+    pass
+
+
+@pytest.mark.parametrize("n, width, first, last", [(1, 0, "0.png", "0.png"), (10, 1, "0.png", "9.png"),
+                                                   (12, 2, "00.png", "11.png"), (100, 2, "00.png", "99.png"),
+                                                   (101, 3, "000.png", "100.png")])
+def test_image_name_width(n, width, first, last):
+    from clica.render import image_name
+
+    assert image_name_width(n) == width
+    assert image_name(0, n) == first and image_name(n - 1, n) == last
+
+
+def test_make_dataset_has_the_published_layout(tmp_path):
+    folder = make_dataset(tmp_path / "ds", 12, image_size=SIZE, seed=3)
+    raw, lat = np.load(folder / "raw_latents.npy"), np.load(folder / "latents.npy")
+    assert raw.shape == (12, 11) and lat.shape == (12, 10)
+    assert raw.dtype == np.float32 and lat.dtype == np.float32
+    names = sorted(os.listdir(folder / "images"))
+    assert names == [f"{i:02d}.png" for i in range(12)]
+    with Image.open(folder / "images" / "07.png") as im:
+        assert im.mode == "RGB" and im.size == (SIZE, SIZE)
+    stats = __import__("json").loads((folder / "stats.json").read_text())
+    assert len(stats["mean"]) == 3 and 0.05 < min(stats["std"]) < max(stats["std"]) < 0.5
+    # the same latents as `clica render latents --seed 3`
+    from clica.render import generate_latents
+
+    assert np.array_equal(lat, generate_latents(LatentOptions(n_points=12, seed=3))[1])
+    # and the project's 3DIdent loader opens it like the published release
+    threedident = pytest.importorskip("clica.data.threedident")
+    opened = threedident.ThreeDIdentFolder.open(folder)
+    assert len(opened) == 12 and opened.image_shape() == (SIZE, SIZE)
+    # rerunning does nothing
+    t = time.perf_counter()
+    make_dataset(tmp_path / "ds", 12, image_size=SIZE, seed=3, stats=False)
+    assert time.perf_counter() - t < 5
+
+
+def test_shards_cover_every_index_once(tmp_path):
+    for n, k in ((10, 3), (7, 7), (5, 8), (1000, 16)):
+        parts = [shard_indices(n, k, i) for i in range(k)]
+        assert np.array_equal(np.sort(np.concatenate(parts)), np.arange(n))
+    folder = tmp_path / "ds"
+    write_latents(folder, LatentOptions(n_points=11, seed=0), log=quiet)
+    counts = []
+    for i in range(3):
+        r = render_images(folder, n_batches=3, batch_index=i, image_size=SIZE, progress=False)
+        counts.append(r["rendered"])
+    assert counts == [4, 4, 3]
+    assert sorted(os.listdir(folder / "images")) == [f"{i:02d}.png" for i in range(11)]
+    # images do not depend on which shard (or batch) rendered them
+    whole = tmp_path / "whole"
+    write_latents(whole, LatentOptions(n_points=11, seed=0), log=quiet)
+    render_images(whole, image_size=SIZE, progress=False, batch_size=5)
+    for name in ("00.png", "05.png", "10.png"):
+        assert np.array_equal(np.asarray(Image.open(folder / "images" / name)),
+                              np.asarray(Image.open(whole / "images" / name)))
+
+
+def test_killed_render_resumes_to_a_complete_dataset(tmp_path):
+    folder = tmp_path / "ds"
+    n = 400
+    write_latents(folder, LatentOptions(n_points=n, seed=1), log=quiet)
+    cmd = [sys.executable, "-m", "clica.cli", "render", "images", "--output-folder", str(folder),
+           "--image-size", "16", "--batch-size", "4"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    images = folder / "images"
+    deadline = time.time() + 180                # start-up can be slow on a busy machine
+    while time.time() < deadline and proc.poll() is None:
+        if images.is_dir() and len(os.listdir(images)) >= 8:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert images.is_dir(), "the render did not start in time"
+    done = [p for p in images.iterdir() if p.suffix == ".png" and not p.name.startswith(".")]
+    assert 0 < len(done) < n, "the render finished before it could be killed"
+    for p in done:                       # every image left behind is complete
+        with Image.open(p) as im:
+            im.load()
+    result = render_images(folder, image_size=16, progress=False)
+    assert result["skipped"] == len(done) and result["rendered"] == n - len(done)
+    assert sum(1 for p in images.iterdir() if p.suffix == ".png" and not p.name.startswith(".")) == n
+    compute_stats(folder, progress=False)
+
+
+def test_parallel_workers_match_one_worker(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for f in (a, b):
+        write_latents(f, LatentOptions(n_points=20, seed=5), log=quiet)
+    render_images(a, image_size=SIZE, workers=1, progress=False)
+    render_images(b, image_size=SIZE, workers=2, batch_size=4, progress=False)
+    for i in (0, 9, 19):
+        name = f"{i:02d}.png"
+        assert np.array_equal(np.asarray(Image.open(a / "images" / name)),
+                              np.asarray(Image.open(b / "images" / name)))
+
+
+def run_cli(capsys, *argv):
+    code = main(["render", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_round_trip_and_errors(tmp_path, capsys):
+    folder = str(tmp_path / "ds")
+    code, _, err = run_cli(capsys, "images", "--output-folder", folder)
+    assert code == 2 and "latents.npy is missing" in err and len(err.strip().splitlines()) == 1
+
+    assert run_cli(capsys, "latents", "--n-points", "6", "--output-folder", folder, "--seed", "1")[0] == 0
+    code, _, err = run_cli(capsys, "latents", "--n-points", "7", "--output-folder", folder)
+    assert code == 2 and "shape" in err
+    code, _, err = run_cli(capsys, "latents", "--n-points", "6", "--output-folder", folder, "--seed", "2")
+    assert code == 2 and "different latents" in err
+    assert run_cli(capsys, "latents", "--n-points", "6", "--output-folder", folder, "--seed", "1")[0] == 0
+
+    for argv, needle in ((["--n-batches", "2", "--batch-index", "2"], "out of range"),
+                         (["--n-batches", "0"], "at least 1"),
+                         (["--shape-names", "Banana"], "unknown shape"),
+                         (["--material-names", "Glass"], "unknown material"),
+                         (["--shape-names", "Cube", "Sphere"], "1 object")):
+        code, _, err = run_cli(capsys, "images", "--output-folder", folder, "--image-size", "16", *argv)
+        assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, (argv, err)
+
+    code, out, _ = run_cli(capsys, "images", "--output-folder", folder, "--image-size", "16")
+    assert code == 0 and "rendered 6" in out
+    code, _, err = run_cli(capsys, "images", "--output-folder", folder, "--image-size", "24")
+    assert code == 2 and "image_size 16" in err
+    code, out, _ = run_cli(capsys, "stats", "--output-folder", folder)
+    assert code == 0 and (Path(folder) / "stats.json").exists()
+
+    grid, sweep = tmp_path / "grid.png", tmp_path / "sweep.png"
+    code, _, _ = run_cli(capsys, "preview", "--grid", str(grid), "--from-folder", folder, "--n", "4",
+                         "--sweep", str(sweep), "--steps", "3", "--image-size", "24")
+    assert code == 0 and grid.stat().st_size > 0 and sweep.stat().st_size > 0
+    code, _, err = run_cli(capsys, "preview")
+    assert code == 2 and "--grid" in err
+
+
+def test_stats_needs_all_images(tmp_path):
+    folder = tmp_path / "ds"
+    write_latents(folder, LatentOptions(n_points=4), log=quiet)
+    with pytest.raises(ClicaError, match="0 of 4 images"):
+        compute_stats(folder, progress=False)
+
+
+def test_foreign_images_are_refused(tmp_path):
+    folder = tmp_path / "ds"
+    write_latents(folder, LatentOptions(n_points=12), log=quiet)
+    (folder / "images").mkdir()
+    (folder / "images" / "5.png").write_bytes(b"")          # unpadded: another dataset's name
+    with pytest.raises(ClicaError, match="another dataset"):
+        render_images(folder, image_size=SIZE, progress=False)
