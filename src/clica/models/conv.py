@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["kaiming_init", "conv_encoder", "ConvDecoder", "ConvVAE"]
+__all__ = ["kaiming_init", "conv_encoder", "ConvEncoderNet", "ConvDecoder", "ConvVAE"]
 
 
 def kaiming_init(module: nn.Module) -> None:
@@ -48,6 +48,25 @@ def conv_encoder(n_out: int, nc: int = 1, output_normalization: nn.Module | None
     net = nn.Sequential(*layers)
     kaiming_init(net)
     return net
+
+
+class ConvEncoderNet(nn.Module):
+    """The contrastive model: ``encoder`` (B, nc, 64, 64) → (B, z_dim); ``encode`` is ``forward``.
+
+    Its state-dict keys (``encoder.0.weight`` ... ``encoder.11.bias``) are the
+    original code's, so its checkpoints load after renaming the box layer's
+    ``max_abs_bound`` to ``width``.
+    """
+
+    def __init__(self, z_dim: int = 10, nc: int = 1, output_normalization: nn.Module | None = None):
+        super().__init__()
+        self.z_dim = z_dim
+        self.encoder = conv_encoder(z_dim, nc, output_normalization)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x)
+
+    encode = forward
 
 
 class ConvDecoder(nn.Sequential):

@@ -1,0 +1,543 @@
+"""``clica kitti``: the KITTI Masks experiment, with every flag of the original ``main_kitti.py``.
+
+A conv encoder (BetaVAE_H architecture) is trained on pairs of frames at
+most ``--kitti-max-delta-t`` apart, with the Lp InfoNCE loss (``--p``, τ = 1,
+optional learnable box output ``--box-norm 1``), or, with
+``--model slowvae``, the SlowVAE baseline (``--beta --gamma --rate-prior``,
+``--betavae`` for γ = 0). After training, and with ``--evaluate`` from a
+checkpoint, it scores the representation by MCC as the original did.
+
+Folders (as the original): results in ``<output-dir>/<experiment-dir>/<seed>``
+(config.json, metrics.jsonl, summary.json, evaluation/<ckpt-name>/mcc.json),
+checkpoints in ``<ckpt-dir>/<experiment-dir>/<seed>`` ("last" every
+``--save-step`` and at the end, "<iter>" every 50,000 iterations), TensorBoard
+logs in ``<log-dir>/<experiment-dir>/<seed>`` with ``--use-writer``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import queue
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.kitti_masks import (FACTOR_NAMES, KittiMasks, PairLoader, default_data_dir,
+                                resolve_pickle_path)
+from ..errors import ClicaError
+from ..losses import LpInfoNCE
+from ..metrics import mcc
+from ..models import output_normalization
+from ..models.conv import ConvEncoderNet, ConvVAE
+from ..runs import RunDir, atomic_write_json, resolve_device, seed_everything
+from ..slowvae import SlowVAELoss
+from ..training import train_loop
+
+DESCRIPTION = (
+    "Disentanglement with InfoNCE/Contrastive Learning - KITTI Masks. Trains a conv encoder on "
+    "pairs of pedestrian-mask frames with the Lp InfoNCE loss (or the SlowVAE baseline with "
+    "--model slowvae) and scores it by MCC against centre of mass (y, x) and area. Data: "
+    "DIR/kitti_peds_v2.pickle with DIR from --data-dir or $CLICA_DATA_DIR (Zenodo record 3931823), "
+    "or synthetic data from `clica data kitti-masks`."
+)
+
+NUMBERED_CHECKPOINT_EVERY = 50_000
+SUPPORTED_DATASETS = ("kittimasks",)
+# flags of the original that only concern datasets we do not support: an error when given
+UNSUPPORTED_DATASET_FLAGS = {
+    "data_distribution": "--data-distribution",
+    "rate_data": "--rate-data",
+    "data_k": "--data-k",
+    "natural_discrete": "--natural-discrete",
+}
+# settings that must match to resume a run folder (others, e.g. --max-iter, may change)
+RESUME_KEYS = ("model", "box_norm", "p", "beta", "gamma", "rate_prior", "betavae", "batch_size",
+               "z_dim", "lr", "beta1", "beta2", "kitti_max_delta_t", "augment", "seed")
+
+
+class _Given(argparse.Action):
+    """Store the value and remember that the flag was given on the command line."""
+
+    def __init__(self, option_strings, dest, const=None, nargs=None, **kwargs):
+        self._flag = const is not None
+        super().__init__(option_strings, dest, nargs=0 if self._flag else nargs, const=const, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, self.const if self._flag else values)
+        given = set(getattr(namespace, "_given", set()))
+        given.add(self.dest)
+        namespace._given = given
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    # --- the original main_kitti.py flags: same names, same defaults ---
+    p.add_argument("--box-norm", type=int, default=0,
+                   help="1: learnable box output (sigmoid times a learnable width per dimension)")
+    p.add_argument("--p", type=float, default=1, help="exponent of the Lp InfoNCE loss (1: Laplace conditional)")
+    p.add_argument("--experiment-dir", type=str, default="",
+                   help="specify path (default: kittimasks_<max-delta-t>/<p>_<box-norm>, "
+                        "or .../slowvae_<beta>_<gamma>_<rate-prior> for SlowVAE)")
+    p.add_argument("--evaluate", action="store_true", help="evaluate the checkpoint --ckpt-name instead of training")
+    p.add_argument("--specify", type=str, default="",
+                   help="use argument to only compute a subset of metrics ('_'-separated name parts; "
+                        "KITTI Masks has one metric, 'mcc')")
+    p.add_argument("--random-search", action="store_true",
+                   help="random search: --num_runs draws of seed and SlowVAE beta/gamma/rate-prior as the original")
+    p.add_argument("--random-seeds", action="store_true",
+                   help="train --num_runs random seeds (drawn from --seed) and report MCC mean ± std")
+    p.add_argument("--seed", type=int, default=2, help="random seed")
+    p.add_argument("--beta", type=float, default=1, help="SlowVAE: weight for kl to normal")
+    p.add_argument("--gamma", type=float, default=10, help="SlowVAE: weight for kl to laplace")
+    p.add_argument("--rate-prior", type=float, default=6,
+                   help="SlowVAE: rate (or inverse scale) for prior laplace (larger -> sparser)")
+    p.add_argument("--data-distribution", type=str, default="laplace", action=_Given,
+                   help="(laplace, uniform); only for the original's synthetic datasets: not supported")
+    p.add_argument("--rate-data", type=float, default=1, action=_Given,
+                   help="rate for data laplace; only for the original's synthetic datasets: not supported")
+    p.add_argument("--data-k", type=int, default=-1, action=_Given,
+                   help="k for data uniform; only for the original's synthetic datasets: not supported")
+    p.add_argument("--betavae", action="store_true", help="SlowVAE: standard beta-VAE training (gamma=0)")
+    p.add_argument("--search-beta", action="store_true", help="random search also over beta")
+    p.add_argument("--output-dir", type=str, default="outputs", help="output directory")
+    p.add_argument("--log-dir", type=str, default="logs", help="TensorBoard log directory (with --use-writer)")
+    p.add_argument("--ckpt-dir", type=str, default="checkpoints", help="checkpoint directory")
+    p.add_argument("--max-iter", type=float, default=300000, help="maximum training iteration")
+    p.add_argument("--dataset", type=str, default="kittimasks",
+                   help="dataset name; only 'kittimasks' is supported")
+    p.add_argument("--batch-size", type=int, default=64, help="batch size in images (batch-size/2 pairs)")
+    p.add_argument("--num-workers", type=int, default=2,
+                   help="batches prepared ahead by a background thread (0: in the training thread)")
+    p.add_argument("--image-size", type=int, default=64, help="image size. now only (64,64) is supported")
+    p.add_argument("--use-writer", action="store_true", help="log to TensorBoard in --log-dir")
+    p.add_argument("--z-dim", type=int, default=10, help="dimension of the representation z")
+    p.add_argument("--lr", type=float, default=1e-4, help="learning rate")
+    p.add_argument("--beta1", type=float, default=0.9, help="Adam optimizer beta1")
+    p.add_argument("--beta2", type=float, default=0.999, help="Adam optimizer beta2")
+    p.add_argument("--ckpt-name", type=str, default="last",
+                   help="checkpoint to resume from or evaluate ('last' or an iteration number)")
+    p.add_argument("--log-step", type=int, default=1000, help="number of iterations after which the loss is logged")
+    p.add_argument("--save-step", type=int, default=10000,
+                   help="number of iterations after which the 'last' checkpoint is saved")
+    p.add_argument("--kitti-max-delta-t", type=int, default=1,
+                   help="max t difference between frames sampled from kitti data loader")
+    p.add_argument("--natural-discrete", action=_Given, const=True, default=False,
+                   help="discretize natural sprites; not supported")
+    p.add_argument("--verbose", action="store_true", help="print evaluation details")
+    p.add_argument("--cuda", action="store_true", help="use CUDA (an error when none is available)")
+    p.add_argument("--num_runs", type=int, default=10, help="runs for --random-seeds / --random-search")
+    # --- clica additions ---
+    p.add_argument("--data-dir", type=str, default=None,
+                   help="folder holding kitti_peds_v2.pickle, or the pickle itself "
+                        "(default: $CLICA_DATA_DIR, else ./data/kitti)")
+    p.add_argument("--model", choices=("contrastive", "slowvae"), default="contrastive",
+                   help="contrastive: Lp InfoNCE encoder; slowvae: the SlowVAE baseline")
+    p.add_argument("--no-augment", dest="augment", action="store_false",
+                   help="train without the random affine + horizontal flip of pairs")
+    p.add_argument("--correlation", choices=("spearman", "pearson"), default="spearman",
+                   help="correlation used by MCC (the original: spearman)")
+    p.add_argument("--n-eval-samples", type=int, default=10_000, help="frames used for MCC")
+    p.add_argument("--log-mcc", type=int, default=0, metavar="N",
+                   help="also log MCC on N frames at every log step (0: off)")
+
+
+# --------------------------------------------------------------------------- checks
+
+def check_args(args) -> None:
+    given = getattr(args, "_given", set())
+    for dest, flag in UNSUPPORTED_DATASET_FLAGS.items():
+        if dest in given:
+            raise ClicaError(f"{flag} only concerns the original's synthetic/natural-sprites datasets, "
+                             f"which clica does not support; KITTI Masks ignores it, so remove it")
+    if args.dataset.lower() not in SUPPORTED_DATASETS:
+        raise ClicaError(f"--dataset {args.dataset} is not supported: clica kitti runs 'kittimasks' "
+                         f"only (dsprites, cars3d, smallnorb, shapes3d, mpi3d, natural are not included)")
+    if args.image_size != 64:
+        raise ClicaError(f"--image-size {args.image_size}: only 64 (64×64 masks) is supported")
+    if args.batch_size < 2 or args.batch_size % 2:
+        raise ClicaError(f"--batch-size must be an even number ≥ 2 (pairs of frames), got {args.batch_size}")
+    if args.box_norm not in (0, 1):
+        raise ClicaError(f"--box-norm must be 0 or 1, got {args.box_norm}")
+    if args.p <= 0:
+        raise ClicaError(f"--p must be positive, got {args.p}")
+    if args.z_dim < 3:
+        raise ClicaError(f"--z-dim must be at least 3 (the number of true factors), got {args.z_dim}")
+    if args.max_iter < 1 or args.max_iter != int(args.max_iter):
+        raise ClicaError(f"--max-iter must be a positive whole number, got {args.max_iter}")
+    for flag, value in (("--log-step", args.log_step), ("--save-step", args.save_step),
+                        ("--num_runs", args.num_runs), ("--n-eval-samples", args.n_eval_samples),
+                        ("--kitti-max-delta-t", args.kitti_max_delta_t)):
+        if value < 1:
+            raise ClicaError(f"{flag} must be at least 1, got {value}")
+    if args.num_workers < 0:
+        raise ClicaError(f"--num-workers must be ≥ 0, got {args.num_workers}")
+    if args.rate_prior <= 0:
+        raise ClicaError(f"--rate-prior must be positive, got {args.rate_prior}")
+    if args.random_search and args.betavae and not args.search_beta:
+        raise ClicaError("--random-search with --betavae searches nothing unless --search-beta is given")
+    if (args.random_search or args.random_seeds) and args.evaluate:
+        raise ClicaError("--evaluate cannot be combined with --random-search or --random-seeds")
+    if args.random_search and args.random_seeds:
+        raise ClicaError("choose one of --random-search and --random-seeds")
+    if args.specify and not any(part and part in "mcc" for part in args.specify.split("_")):
+        raise ClicaError(f"--specify {args.specify!r} selects no metric: KITTI Masks is scored by 'mcc' only")
+
+
+# --------------------------------------------------------------------------- models
+
+def build_model(args) -> nn.Module:
+    """The contrastive encoder (``net.encoder``) or the SlowVAE (``net.encoder``, ``net.decoder``)."""
+    if args.model == "slowvae":
+        return ConvVAE(args.z_dim, nc=1)
+    norm = output_normalization("learnable_box" if args.box_norm else None, args.z_dim)
+    return ConvEncoderNet(args.z_dim, nc=1, output_normalization=norm)
+
+
+def representation(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The representation scored by MCC: the encoder output, or the SlowVAE posterior mean."""
+    return net.encode(x)
+
+
+def _state_dict_for(net: nn.Module, state: dict) -> dict:
+    """Accept the original code's checkpoints too (its box layer called the width max_abs_bound)."""
+    out = {}
+    for k, v in state.items():
+        out[k.replace("max_abs_bound", "width")] = v
+    return out
+
+
+# --------------------------------------------------------------------------- evaluation
+
+@torch.no_grad()
+def encode_frames(net: nn.Module, dataset: KittiMasks, idx: np.ndarray, device, batch: int = 500) -> np.ndarray:
+    was_training = net.training
+    net.eval()
+    out = []
+    for i in range(0, len(idx), batch):
+        x = dataset.images(torch.as_tensor(idx[i:i + batch]), device)
+        out.append(representation(net, x).float().cpu())
+    net.train(was_training)
+    return torch.cat(out).numpy()
+
+
+def evaluate_mcc(net: nn.Module, dataset: KittiMasks, device, n_samples: int = 10_000,
+                 method: str = "spearman", seed: int = 0) -> dict:
+    """MCC as the original's evaluation: ``n_samples`` frames (no augmentation), the 3 true factors
+    padded with standard-normal noise rows to the representation's width, Hungarian matching on
+    |correlation|, mean |correlation| of the 3 matched factors."""
+    idx = dataset.eval_indices(n_samples, seed)
+    hz = encode_frames(net, dataset, idx, device)
+    z = dataset.latents[torch.as_tensor(idx)].numpy().astype(np.float64)
+    if not np.isfinite(hz).all():
+        return {"mcc": float("nan"), "per_factor": [float("nan")] * 3, "assignment": [], "n_samples": n_samples}
+    rs = np.random.RandomState(seed)
+    noise = rs.normal(size=(len(z), max(hz.shape[1] - z.shape[1], 0)))
+    padded = np.concatenate([z, noise], axis=1)
+    result = mcc(padded, hz, method=method)
+    k = z.shape[1]
+    return {
+        "mcc": float(result.per_factor[:k].mean()),
+        "per_factor": {name: float(v) for name, v in zip(FACTOR_NAMES, result.per_factor[:k])},
+        "assignment": {name: int(j) for name, j in zip(FACTOR_NAMES, result.assignment[:k])},
+        "correlation": method,
+        "n_samples": int(n_samples),
+        "_z": z, "_hz": hz, "_assign": result.assignment[:k],
+    }
+
+
+# --------------------------------------------------------------------------- folders
+
+def experiment_dir(args) -> str:
+    if args.experiment_dir:
+        return args.experiment_dir
+    data = f"{args.dataset}_{args.kitti_max_delta_t}"
+    if args.model == "slowvae":
+        gamma = 0 if args.betavae else args.gamma
+        return os.path.join(data, f"slowvae_{args.beta:g}_{gamma:g}_{args.rate_prior:g}")
+    return os.path.join(data, f"{args.p:g}_{args.box_norm}")
+
+
+class _Prefetch:
+    """Batches from a :class:`PairLoader` made ahead in one background thread (deterministic order)."""
+
+    def __init__(self, loader: PairLoader, depth: int):
+        self.loader = loader
+        self.q: queue.Queue = queue.Queue(maxsize=depth)
+        self.stop = threading.Event()
+        self.state = loader.state_dict()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._work, daemon=True)
+        self.thread.start()
+
+    def _work(self):
+        try:
+            while not self.stop.is_set():
+                x, z = self.loader.next_batch()
+                item = (x, z, self.loader.state_dict())
+                while not self.stop.is_set():
+                    try:
+                        self.q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+        except BaseException as exc:  # surfaced in next_batch
+            self.error = exc
+            self.stop.set()
+
+    def next_batch(self):
+        while True:
+            if self.error is not None:
+                raise self.error
+            try:
+                x, z, self.state = self.q.get(timeout=0.1)
+                return x, z
+            except queue.Empty:
+                continue
+
+    def state_dict(self) -> dict:
+        """The loader state right after the last batch handed out (what a resume continues from)."""
+        return self.state
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(timeout=5)
+
+
+class _Writer:
+    def __init__(self, log_dir: Path | None, args):
+        self.w = None
+        if log_dir is None:
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise ClicaError("--use-writer needs TensorBoard: pip install tensorboard") from None
+        self.w = SummaryWriter(str(log_dir))
+        for k, v in sorted(vars(args).items()):
+            if not k.startswith("_"):
+                self.w.add_text(k, str(v))
+
+    def scalars(self, record: dict, step: int, prefix: str = "") -> None:
+        if self.w is None:
+            return
+        for k, v in record.items():
+            if k not in ("step", "time_s") and isinstance(v, (int, float)) and math.isfinite(v):
+                self.w.add_scalar(f"{prefix}{k}", v, step)
+
+    def close(self):
+        if self.w is not None:
+            self.w.close()
+
+
+# --------------------------------------------------------------------------- one run
+
+def _config(args, seed: int, data_path: Path, dataset: KittiMasks, device) -> dict:
+    cfg = {k: v for k, v in vars(args).items() if not k.startswith("_")}
+    cfg.update(seed=seed, max_iter=int(args.max_iter), data_file=str(data_path),
+               data_sequences=dataset.n_sequences, data_frames=dataset.n_frames,
+               gamma=0.0 if args.betavae else args.gamma, device=str(device))
+    return cfg
+
+
+def run_one(args, seed: int, dataset: KittiMasks, data_path: Path, device) -> dict:
+    """Train (or with ``--evaluate`` only evaluate) one seed; return its summary."""
+    exp = experiment_dir(args)
+    run = RunDir(Path(args.output_dir) / exp / str(seed))
+    ckpts = RunDir(Path(args.ckpt_dir) / exp / str(seed))
+    log_dir = Path(args.log_dir) / exp / str(seed) if args.use_writer else None
+    max_iter = int(args.max_iter)
+    config = _config(args, seed, data_path, dataset, device)
+
+    seed_everything(seed)
+    net = build_model(args).to(device)
+    optim = torch.optim.Adam(net.parameters(), lr=args.lr, betas=(args.beta1, args.beta2))
+    loader = PairLoader(dataset, args.batch_size, augment=args.augment, seed=seed, device=device)
+
+    state = ckpts.load_checkpoint(args.ckpt_name, map_location=device)
+    start = 0
+    if state is not None:
+        try:
+            net.load_state_dict(_state_dict_for(net, state["model_states"]["net"]))
+        except (KeyError, RuntimeError) as exc:
+            raise ClicaError(f"checkpoint {ckpts.file(args.ckpt_name)} does not fit this model "
+                             f"(--model {args.model}, --z-dim {args.z_dim}, --box-norm {args.box_norm}): "
+                             f"{str(exc).splitlines()[0]}") from None
+        start = int(state.get("iter", 0))
+    if args.evaluate:
+        if state is None:
+            raise ClicaError(f"--evaluate: no checkpoint {ckpts.file(args.ckpt_name)}; train first or "
+                             f"pass the --ckpt-name / --experiment-dir / --seed of a trained run")
+        return _evaluate_and_save(args, net, dataset, device, run, start, config, log_dir=log_dir)
+
+    if state is not None and start > 0:
+        old = run.read_config() if run.file("config.json").exists() else {}
+        diff = [k for k in RESUME_KEYS if k in old and old[k] != config.get(k)]
+        if diff:
+            flags = ", ".join("--" + k.replace("_", "-") for k in diff)
+            raise ClicaError(f"{run.path} holds a run with other settings ({flags}); "
+                             f"use another --output-dir/--ckpt-dir/--experiment-dir or delete it")
+        if "optim_states" in state:
+            optim.load_state_dict(state["optim_states"]["optim"])
+        if "loader" in state:
+            loader.load_state_dict(state["loader"])
+        run.truncate_metrics(start)
+        print(f"resuming {run.path} from checkpoint '{args.ckpt_name}' at iteration {start}", flush=True)
+    run.write_config(config)
+
+    if args.model == "slowvae":
+        loss_fn = SlowVAELoss(args.beta, 0.0 if args.betavae else args.gamma, args.rate_prior)
+    else:
+        loss_fn = LpInfoNCE(p=args.p, tau=1.0, simclr_compatibility_mode=True)
+
+    source = _Prefetch(loader, args.num_workers) if args.num_workers > 0 else loader
+    writer = _Writer(log_dir, args)
+    net.train()
+
+    def step(i: int) -> dict:
+        x, _ = source.next_batch()
+        if args.model == "slowvae":
+            x_logits, mu, logvar = net(x)
+            out = loss_fn(x, x_logits, mu, logvar)
+        else:
+            h = net(x)
+            out = loss_fn(h[0::2], h[1::2])
+        if not torch.isfinite(out.total):
+            raise ClicaError(f"the loss became {out.total.item()} at iteration {i}; try a lower --lr")
+        optim.zero_grad(set_to_none=True)
+        out.total.backward()
+        optim.step()
+        return {"loss": out.total.detach(), **{k: v.detach() for k, v in out.parts.items()}}
+
+    def evaluate(i: int) -> dict:
+        if not args.log_mcc:
+            return {}
+        return {"mcc": evaluate_mcc(net, dataset, device, args.log_mcc, args.correlation, seed=1)["mcc"]}
+
+    def checkpoint(i: int) -> None:
+        s = {"iter": i, "model_states": {"net": net.state_dict()},
+             "optim_states": {"optim": optim.state_dict()}, "loader": source.state_dict(),
+             "config": config}
+        if i % args.save_step == 0 or i == max_iter:
+            ckpts.save_checkpoint(s, "last")
+        if i % NUMBERED_CHECKPOINT_EVERY == 0:
+            ckpts.save_checkpoint(s, str(i))
+
+    def echo(line: str) -> None:
+        print(line, flush=True)
+
+    t0 = time.monotonic()
+    try:
+        # checkpoint() is called every step that is a multiple of the smaller period and decides itself
+        every = math.gcd(args.save_step, NUMBERED_CHECKPOINT_EVERY)
+        records = train_loop(step, n_steps=max_iter, start_step=min(start, max_iter), log_every=args.log_step,
+                             evaluate=evaluate, checkpoint=checkpoint, checkpoint_every=every, run=run,
+                             desc=f"kitti {args.model} seed {seed}", echo=echo)
+        for r in records:
+            writer.scalars(r, r["step"], "train/")
+    finally:
+        if source is not loader:
+            source.close()
+    train_s = time.monotonic() - t0
+    summary = _evaluate_and_save(args, net, dataset, device, run, max_iter, config, log_dir=None,
+                                 writer=writer, train_s=train_s, resumed_from=start)
+    writer.close()
+    return summary
+
+
+def _evaluate_and_save(args, net, dataset, device, run: RunDir, iteration: int, config: dict, log_dir=None,
+                       writer: _Writer | None = None, train_s: float | None = None, resumed_from: int = 0) -> dict:
+    t0 = time.monotonic()
+    res = evaluate_mcc(net, dataset, device, args.n_eval_samples, args.correlation, seed=0)
+    z, hz, assign = res.pop("_z"), res.pop("_hz"), res.pop("_assign")
+    res.update(iteration=iteration, checkpoint=args.ckpt_name, model=args.model,
+               elapsed_s=round(time.monotonic() - t0, 2))
+    out_dir = run.path / "evaluation" / args.ckpt_name
+    atomic_write_json(out_dir / "mcc.json", res)
+    try:
+        from ..plots import true_vs_predicted
+        true_vs_predicted(z, hz[:, assign], out_dir / "true_vs_predicted.png", names=list(FACTOR_NAMES),
+                          title=f"KITTI Masks, {args.model}: MCC ({args.correlation}) {res['mcc']:.3f}")
+    except Exception as exc:  # a figure must never fail a run
+        print(f"(figure skipped: {exc})")
+    if args.verbose:
+        print(f"MCC on {res['n_samples']} frames ({args.correlation}): "
+              + ", ".join(f"{k} {v:.3f} (dim {res['assignment'][k]})" for k, v in res["per_factor"].items()))
+    summary = {"seed": config["seed"], "model": args.model, "iteration": iteration, "mcc": res["mcc"],
+               "per_factor": res["per_factor"], "correlation": args.correlation}
+    if train_s is not None:
+        steps = iteration - resumed_from
+        summary.update(train_s=round(train_s, 1), steps_trained=steps,
+                       steps_per_s=round(steps / train_s, 2) if train_s > 0 else None)
+    if not args.evaluate:
+        run.write_summary(summary)
+    if writer is None and log_dir is not None:
+        writer = _Writer(log_dir, args)
+        writer.scalars({"mcc": res["mcc"]}, iteration, "eval/")
+        writer.close()
+    elif writer is not None:
+        writer.scalars({"mcc": res["mcc"]}, iteration, "eval/")
+    print(f"seed {config['seed']}: MCC {res['mcc']:.4f} ({args.model}, iteration {iteration}); "
+          f"results in {out_dir / 'mcc.json'}", flush=True)
+    return summary
+
+
+# --------------------------------------------------------------------------- entry point
+
+def _draw_seed(rs: np.random.RandomState, taken: set) -> int:
+    while True:
+        s = int(rs.randint(1_000_000, 9_999_999))
+        if s not in taken:
+            taken.add(s)
+            return s
+
+
+def run(args) -> int:
+    check_args(args)
+    device = resolve_device("cuda" if args.cuda else "cpu")
+    data_path = resolve_pickle_path(args.data_dir)
+    dataset = KittiMasks.from_file(data_path, max_delta_t=args.kitti_max_delta_t)
+    if len(dataset) < args.batch_size // 2:
+        raise ClicaError(f"{data_path} has {len(dataset)} pair starts, fewer than one batch of "
+                         f"{args.batch_size // 2} pairs; lower --batch-size")
+    print(f"KITTI Masks: {dataset.n_sequences} sequences, {dataset.n_frames} frames from {data_path}; "
+          f"device {device}", flush=True)
+
+    if not (args.random_search or args.random_seeds):
+        run_one(args, args.seed, dataset, data_path, device)
+        return 0
+
+    # seeds (and search draws) come from --seed, so a sweep is reproducible
+    rs = np.random.RandomState(args.seed)
+    taken: set = set()
+    base = argparse.Namespace(**vars(args))
+    results = []
+    for k in range(args.num_runs):
+        a = argparse.Namespace(**vars(base))
+        seed = _draw_seed(rs, taken)
+        if args.random_search:
+            a.beta = float(rs.uniform(1, 16)) if args.search_beta else 1.0
+            a.gamma = float(rs.uniform(1, 16)) if not args.betavae else 0.0
+            a.rate_prior = float(rs.uniform(1, 10)) if not args.betavae else 1.0
+        print(f"run {k + 1}/{args.num_runs}: seed {seed}"
+              + (f", beta {a.beta:.3f} gamma {a.gamma:.3f} rate-prior {a.rate_prior:.3f}" if args.random_search else ""),
+              flush=True)
+        s = run_one(a, seed, dataset, data_path, device)
+        results.append({**s, "beta": a.beta, "gamma": a.gamma, "rate_prior": a.rate_prior,
+                        "experiment_dir": experiment_dir(a)})
+    scores = np.array([r["mcc"] for r in results], dtype=float)
+    mean, std = float(np.nanmean(scores)), float(np.nanstd(scores))
+    kind = "random_search" if args.random_search else "random_seeds"
+    out = (Path(args.output_dir) / (args.experiment_dir or f"{args.dataset}_{args.kitti_max_delta_t}")
+           / f"{kind}_{args.model}_{args.seed}.json")
+    atomic_write_json(out, {"mcc_mean": mean, "mcc_std": std, "runs": results})
+    if args.random_search:
+        best = max(results, key=lambda r: -1 if math.isnan(r["mcc"]) else r["mcc"])
+        print(f"best: MCC {best['mcc']:.4f} seed {best['seed']} beta {best['beta']:.3f} "
+              f"gamma {best['gamma']:.3f} rate-prior {best['rate_prior']:.3f}")
+    print(f"MCC over {len(scores)} runs: {mean:.4f} ± {std:.4f} (mean ± std); results in {out}", flush=True)
+    return 0
