@@ -111,7 +111,10 @@ def _images(args) -> int:
                       seed=args.seed, progress=True)
     if r["rendered"]:
         print(f"rendered {r['rendered']} images in {r['seconds']:.1f} s ({r['images_per_s']:.1f} images/s), "
-              f"skipped {r['skipped']} already there")
+              f"skipped {r['skipped']} already there; OpenGL renderer: {r['renderer']}")
+        if args.use_gpu and "llvmpipe" in str(r["renderer"]).lower():
+            print("note: --use-gpu found no GPU EGL device; the images were rendered on the CPU "
+                  "(they are identical either way up to rasterisation rounding)")
     else:
         print(f"nothing to render: all {r['skipped']} images of this shard are there")
     return 0

@@ -187,14 +187,31 @@ def _worker_init(folder: str, settings) -> None:
     _WORKER["renderer"] = Renderer(settings)
 
 
-def _worker_render(indices: np.ndarray) -> int:
+def _worker_render(indices: np.ndarray) -> tuple[int, str]:
     folder, latents, renderer = _WORKER["folder"], _WORKER["latents"], _WORKER["renderer"]
     n = latents.shape[0]
     # image i always goes to atlas slot i % capacity: bit-identical whatever the shard or batch
     images = renderer.render(np.asarray(latents[indices]), slots=indices % renderer.capacity)
     for index, image in zip(indices, images):
         atomic_write_bytes(image_path(folder, index, n), encode_png(image))
-    return len(indices)
+    return len(indices), renderer.renderer_name
+
+
+def _remove_stale_temporaries(images_dir: Path, older_than_s: float = 3600.0) -> int:
+    """Delete temporary files of writes interrupted long ago (a killed render leaves a few)."""
+    removed = 0
+    if not images_dir.is_dir():
+        return 0
+    now = time.time()
+    for entry in os.scandir(images_dir):
+        if entry.name.startswith(".") and entry.name.endswith(".tmp"):
+            try:
+                if now - entry.stat().st_mtime > older_than_s:
+                    os.unlink(entry.path)
+                    removed += 1
+            except FileNotFoundError:
+                pass
+    return removed
 
 
 def _pool_context():
@@ -233,6 +250,7 @@ def render_images(folder, n_batches: int = 1, batch_index: int = 0, image_size: 
               "renderer": RENDERER_VERSION, "use_gpu": settings.use_gpu, "seed": seed}
     _check_render_config(folder, config, bool(existing))
     images_dir.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(images_dir)
 
     todo = np.array([i for i in indices if image_name(i, n) not in existing], dtype=np.int64)
     skipped = len(indices) - len(todo)
@@ -250,16 +268,16 @@ def render_images(folder, n_batches: int = 1, batch_index: int = 0, image_size: 
         if workers == 1 or len(chunks) == 1:
             _worker_init(str(folder), settings)
             try:
-                result["renderer"] = _WORKER["renderer"].renderer_name
                 for c in chunks:
-                    bar.update(_worker_render(c))
+                    k, result["renderer"] = _worker_render(c)
+                    bar.update(k)
             finally:
                 _WORKER.pop("renderer").release()
         else:
             ctx = _pool_context()
             with ctx.Pool(min(workers, len(chunks)), initializer=_worker_init,
                           initargs=(str(folder), settings)) as pool:
-                for k in pool.imap_unordered(_worker_render, chunks):
+                for k, result["renderer"] in pool.imap_unordered(_worker_render, chunks):
                     bar.update(k)
     result["seconds"] = time.perf_counter() - t0
     result["rendered"] = len(todo)

@@ -34,7 +34,7 @@ def sweep_latents(base: np.ndarray | None = None, steps: int = 7) -> np.ndarray:
 
 
 def save_grid(images: np.ndarray, path, cols: int, row_labels=None, col_labels=None,
-              title: str | None = None) -> Path:
+              title: str | None = None, compact: bool = True) -> Path:
     """Save images ``(N, S, S, 3)`` as a labelled grid PNG (matplotlib)."""
     import matplotlib
 
@@ -67,6 +67,14 @@ def save_grid(images: np.ndarray, path, cols: int, row_labels=None, col_labels=N
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
+    if compact:   # a 256-colour palette: a third of the bytes, fine for a README
+        from PIL import Image
+
+        buf.seek(0)
+        with Image.open(buf) as im:
+            small = im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+        buf = io.BytesIO()
+        small.save(buf, format="PNG", optimize=True)
     path = Path(path)
     atomic_write_bytes(path, buf.getvalue())
     return path
