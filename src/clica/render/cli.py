@@ -46,15 +46,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-index", default=0, type=int, help="the shard to render, 0..n-batches-1")
     p.add_argument("--no-spotlights", action="store_true")
     p.add_argument("--use-gpu", action="store_true", help="render on the GPU's EGL device, not Mesa's CPU rasteriser")
-    p.add_argument("--material-names", nargs="+", type=str, default=None,
-                   help="per object (or one for all): Rubber, MyMetal, Crystal [default: Rubber]")
-    p.add_argument("--shape-names", nargs="+", type=str, default=None,
-                   help="per object (or one for all): Teapot, Cube, Sphere, Cylinder [default: Teapot]")
+    p.add_argument("--material-names", nargs="+", type=str, default=["Rubber"],
+                   help="per object (or one for all): Rubber, MyMetal, Crystal")
+    p.add_argument("--shape-names", nargs="+", type=str, default=["Teapot"],
+                   help="per object (or one for all): Teapot, Cube, Sphere, Cylinder")
     p.add_argument("--image-size", default=224, type=int, help="image width and height in pixels")
     p.add_argument("--workers", default=1, type=int, help="local rendering processes")
-    p.add_argument("--batch-size", default=None, type=int, help="images per GL batch [default: by size]")
+    p.add_argument("--batch-size", default=None, type=int,
+                   help="images per GL batch (default: %(default)s, i.e. as many as the atlas holds)")
     p.add_argument("--seed", default=None, type=int,
-                   help="recorded in render_config.json (rendering itself is deterministic)")
+                   help="recorded in render_config.json; rendering itself has no randomness "
+                   "(default: %(default)s)")
     p.set_defaults(_render=_images)
 
     p = sub.add_parser("preview", help="PNG grids of renders and of one-latent-at-a-time sweeps",
@@ -70,8 +72,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--image-size", default=128, type=int)
     p.add_argument("--seed", default=0, type=int, help="picks the random latents / rows")
     p.add_argument("--no-spotlights", action="store_true")
-    p.add_argument("--shape-names", nargs="+", type=str, default=None)
-    p.add_argument("--material-names", nargs="+", type=str, default=None)
+    p.add_argument("--shape-names", nargs="+", type=str, default=["Teapot"])
+    p.add_argument("--material-names", nargs="+", type=str, default=["Rubber"])
     p.set_defaults(_render=_preview)
 
     p = sub.add_parser("stats", help="per-channel image mean/std into stats.json", formatter_class=fmt,
@@ -113,8 +115,7 @@ def _images(args) -> int:
         print(f"rendered {r['rendered']} images in {r['seconds']:.1f} s ({r['images_per_s']:.1f} images/s), "
               f"skipped {r['skipped']} already there; OpenGL renderer: {r['renderer']}")
         if args.use_gpu and "llvmpipe" in str(r["renderer"]).lower():
-            print("note: --use-gpu found no GPU EGL device; the images were rendered on the CPU "
-                  "(they are identical either way up to rasterisation rounding)")
+            print("note: --use-gpu found no GPU EGL device; the images were rendered on the CPU")
     else:
         print(f"nothing to render: all {r['skipped']} images of this shard are there")
     return 0
