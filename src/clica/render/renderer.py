@@ -171,9 +171,12 @@ float shadow(int img, int light, mat4 vp, vec3 P, vec3 N) {
 
 vec3 brdf(vec3 N, vec3 L, vec3 V, vec3 albedo, vec4 m) {
     float ndl = max(dot(N, L), 0.0);
-    vec3 H = normalize(L + V);
-    float spec = m.y * pow(max(dot(N, H), 0.0), m.z) * float(ndl > 0.0);
-    return ndl * albedo * m.x + spec * mix(vec3(1.0), albedo, m.w);
+    vec3 c = ndl * albedo * m.x;
+    if (m.y > 0.0 && ndl > 0.0) {
+        vec3 H = normalize(L + V);
+        c += m.y * pow(max(dot(N, H), 0.0), m.z) * mix(vec3(1.0), albedo, m.w);
+    }
+    return c;
 }
 
 vec3 shade(int img, vec3 P, vec3 N, vec3 albedo, vec4 m) {
@@ -425,7 +428,8 @@ class Renderer:
                        "u_tan": math.tan(scene.CAMERA_FOV / 2)},
             "shadow": {"u_grid": self.sgrid, "u_tile": float(self.stile)},
         }
-        materials = [MATERIALS[m] for m in s.material_names] + [MATERIALS["Rubber"]]
+        # the ground: rubber without the faint highlight (it is seen at grazing angles only)
+        materials = [MATERIALS[m] for m in s.material_names] + [(1.0, 0.0, 1.0, 0.0)]
         for name, prog in (("object", self.object_prog), ("ground", self.ground_prog)):
             uniforms[name].update({"u_sgrid": self.sgrid, "u_stile": float(self.stile),
                                    "u_eye": tuple(scene.CAMERA_POSITION),
