@@ -416,6 +416,7 @@ def run(args) -> int:
     pairs = ThreeDIdentPairs(folder.root, latent_space, layout, folder=folder, batch_size=args.batch_size,
                              approximate=args.approximate_dataset_nn_search, nn_backend=args.nn_backend,
                              nn_threads=args.faiss_omp_threads, seed=args.seed,
+                             uint8=device.type == "cuda",
                              start_batch=start_step, **data_kw)
     print(f"nearest-neighbour index over {folder.n} latents built in {time.monotonic() - t_index:.1f}s "
           f"({'approximate faiss IVF/HNSW' if args.approximate_dataset_nn_search else 'exact, ' + args.nn_backend})")
@@ -435,6 +436,10 @@ def run(args) -> int:
     else:
         batches = iter(pairs)
 
+    def to_input(x):
+        x = x.to(device, non_blocking=True)
+        return pairs.loader.normalize(x) if x.dtype == torch.uint8 else x  # normalised on the device
+
     supervised_loss = SUPERVISED_LOSSES[args.supervised_loss]
     contrastive_loss = build_loss(args, layout)
     last_eval = {}
@@ -445,7 +450,7 @@ def run(args) -> int:
         if args.dummy_mixing:
             x1 = g(z1)
         elif x1 is not None:
-            x1 = x1.to(device, non_blocking=True)
+            x1 = to_input(x1)
         if optimizer is not None:
             optimizer.zero_grad(set_to_none=True)
         if args.mode == "supervised":
@@ -463,7 +468,7 @@ def run(args) -> int:
                 if args.dummy_mixing:
                     x2 = g(z2)
                 else:
-                    x2 = x2.to(device, non_blocking=True)
+                    x2 = to_input(x2)
                 h1, h2 = f(x1), f(x2)
             out = contrastive_loss(h1, h2)
             loss = out.total
