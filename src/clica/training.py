@@ -36,6 +36,7 @@ def train_loop(
     desc: str = "train",
     phase: str | None = None,
     echo: Callable[[str], None] | None = None,
+    window: dict | None = None,
 ) -> list[dict]:
     """Run ``step(i)`` for i = start_step+1 .. n_steps and return the logged records.
 
@@ -43,29 +44,36 @@ def train_loop(
     statistic since the last log, and ``evaluate(i)``'s scores; it is appended
     to ``run``'s ``metrics.jsonl`` and printed. ``checkpoint(i)`` is called every
     ``checkpoint_every`` steps (0: never) and always after the last step.
+
+    ``window`` (optional) is a dict the loop keeps the running sums of the
+    current log window in; save it with a checkpoint and pass it back on resume
+    so that a resumed run logs exactly what an uninterrupted one would.
     """
     if log_every < 1:
         raise ValueError("log_every must be ≥ 1")
     records: list[dict] = []
-    sums: dict[str, float] = {}
-    count = 0
+    if window is None:
+        window = {}
+    window.setdefault("sums", {})
+    window.setdefault("count", 0)
     t0 = time.monotonic()
     with Progress(n_steps, desc=desc, initial=start_step, unit="step") as bar:
         say = echo or bar.write
         for i in range(start_step + 1, n_steps + 1):
             stats = step(i)
+            sums = window["sums"]
             for k, v in stats.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
-            count += 1
+            window["count"] += 1
             if is_log_step(i, log_every, n_steps):
                 record = {"step": i}
                 if phase:
                     record["phase"] = phase
                 record["time_s"] = round(time.monotonic() - t0, 3)
-                record.update({k: v / count for k, v in sums.items()})
+                record.update({k: v / window["count"] for k, v in sums.items()})
                 if evaluate is not None:
                     record.update(evaluate(i))
-                sums, count = {}, 0
+                window["sums"], window["count"] = {}, 0
                 records.append(record)
                 if run is not None:
                     run.log_metrics(record)

@@ -187,14 +187,14 @@ class MLPExperiment:
         sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=n_steps)
                  if cfg.lr_schedule == "cosine" else None)
         data_gen = self._generator(100 + index)
-        start = 0
+        start, window = 0, {}
         if state is not None:
             f.load_state_dict(state["encoder"])
             opt.load_state_dict(state["optimizer"])
             if sched is not None:
                 sched.load_state_dict(state["scheduler"])
             data_gen.set_state(state["data_rng"])
-            start = state["step"]
+            start, window = state["step"], state["window"]
         loss_fn = cfg.loss()
         supervised = phase == "supervised"
         g, latent, bs = self.g, self.latent, cfg.batch_size
@@ -225,14 +225,14 @@ class MLPExperiment:
             self.run.save_checkpoint({
                 "phase": phase, "phase_index": index, "step": i, "encoder": f.state_dict(),
                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict() if sched else None,
-                "data_rng": data_gen.get_state(), "mixing": self.g.state_dict(),
+                "data_rng": data_gen.get_state(), "mixing": self.g.state_dict(), "window": window,
             })
             if i == n_steps:
                 self.run.save_checkpoint({"encoder": f.state_dict()}, f"{phase}_f.pt")
 
         train_loop(step, n_steps=n_steps, start_step=start, log_every=cfg.n_log_steps, evaluate=evaluate,
                    checkpoint=checkpoint, checkpoint_every=cfg.checkpoint_every, run=self.run,
-                   desc=phase, phase=phase)
+                   desc=phase, phase=phase, window=window)
         return f
 
     @torch.no_grad()

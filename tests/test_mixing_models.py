@@ -1,0 +1,61 @@
+import pytest
+import torch
+
+from clica.errors import ClicaError
+from clica.mixing import invertible_mlp
+from clica.models import BoxNorm, SphereNorm, mlp_encoder
+
+
+@pytest.mark.parametrize("act", ["leaky_relu", "smooth_leaky_relu", "elu", "softplus"])
+def test_mixing_is_injective(act):
+    g = invertible_mlp(6, 3, act, n_iter_cond_thresh=500, seed=0)
+    z = torch.rand(64, 6, dtype=torch.float64)
+    g = g.double()
+    # full-rank Jacobian at every sample
+    for zi in z[:16]:
+        J = torch.autograd.functional.jacobian(g, zi)
+        assert torch.linalg.matrix_rank(J) == 6
+    # and z is recovered from g(z) layer by layer: linear solves and bisection through the
+    # strictly increasing activations
+    x = g(z)
+    for layer in reversed(list(g)):
+        if isinstance(layer, torch.nn.Linear):
+            x = torch.linalg.solve(layer.weight, x.T).T
+        else:
+            lo, hi = torch.full_like(x, -1e3), torch.full_like(x, 1e3)
+            for _ in range(80):
+                mid = (lo + hi) / 2
+                below = layer(mid) < x
+                lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
+            x = (lo + hi) / 2
+    assert torch.allclose(x, z, atol=1e-8)
+
+
+def test_mixing_deterministic_and_conditioned():
+    a, b = invertible_mlp(5, 2, seed=3, n_iter_cond_thresh=1000), invertible_mlp(5, 2, seed=3, n_iter_cond_thresh=1000)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    c = invertible_mlp(5, 2, seed=4, n_iter_cond_thresh=1000)
+    assert not torch.equal(a[0].weight, c[0].weight)
+    for layer in (a[0], a[2]):
+        assert torch.linalg.cond(layer.weight.double()) <= a.condition_threshold + 1e-6
+        assert torch.allclose(layer.weight.norm(dim=0), torch.ones(5), atol=1e-5)
+    assert not any(p.requires_grad for p in a.parameters())
+
+
+def test_mixing_errors():
+    with pytest.raises(ClicaError, match="max_out"):
+        invertible_mlp(3, 2, "max_out")
+    with pytest.raises(ClicaError, match="unknown activation"):
+        invertible_mlp(3, 2, "tanhh")
+
+
+def test_encoder_shapes_and_normalisations():
+    f = mlp_encoder(4, 4, [40, 200, 40], "learnable_sphere", r=2.0)
+    out = f(torch.randn(8, 4))
+    assert torch.allclose(out.norm(dim=1), torch.full((8,), 2.0), atol=1e-5)
+    assert isinstance(f[-1], SphereNorm) and f[-1].r.requires_grad
+    f = mlp_encoder(4, 4, [8], "fixed_box", low=-1.0, high=2.0)
+    out = f(torch.randn(100, 4) * 10)
+    assert out.min() >= -1 and out.max() <= 2
+    assert isinstance(f[-1], BoxNorm) and not f[-1].width.requires_grad
+    assert [m.out_features for m in mlp_encoder(3, 3, [30, 150], None) if isinstance(m, torch.nn.Linear)] == [30, 150, 3]
