@@ -34,6 +34,21 @@ RENDERER_VERSION = "clica-raster-1"
 PNG_COMPRESS_LEVEL = 1
 
 
+def _write_bytes(path, data: bytes) -> None:
+    """``atomic_write_bytes``; a failed write (disk full, no permission) is a one-line error."""
+    try:
+        atomic_write_bytes(path, data)
+    except OSError as exc:
+        raise ClicaError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _write_json(path, obj) -> None:
+    try:
+        atomic_write_json(path, obj)
+    except OSError as exc:
+        raise ClicaError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
 # --- names -------------------------------------------------------------------
 
 def image_name_width(n: int) -> int:
@@ -100,9 +115,9 @@ def write_latents(folder, options: LatentOptions, log=print) -> tuple[np.ndarray
     if existing and len(existing) == 2:
         log(f"{folder}: the same {len(latents)} latents are already there; nothing to do")
         return raw, latents
-    atomic_write_bytes(folder / "raw_latents.npy", _npy_bytes(raw))
-    atomic_write_bytes(folder / "latents.npy", _npy_bytes(latents))
-    atomic_write_json(folder / "latents_config.json", options.as_dict())
+    _write_bytes(folder / "raw_latents.npy", _npy_bytes(raw))
+    _write_bytes(folder / "latents.npy", _npy_bytes(latents))
+    _write_json(folder / "latents_config.json", options.as_dict())
     for flag in options.ignored_flags():
         log(f"note: {flag} has no effect without --non-periodic-rotation-and-color (as in the original)")
     log(f"wrote {folder / 'raw_latents.npy'} {raw.shape} and {folder / 'latents.npy'} {latents.shape}")
@@ -172,28 +187,42 @@ def _check_render_config(folder: Path, config: dict, have_images: bool) -> None:
             parts = ", ".join(f"{k} {old.get(k)!r} (now {config[k]!r})" for k in diff)
             raise ClicaError(f"{folder} already holds images rendered with {parts}; render with the same "
                              f"settings to resume, or use a new folder")
-    atomic_write_json(path, config)
+    _write_json(path, config)
 
 
 # worker-process state: one renderer (one GL context) per process
 _WORKER: dict = {}
 
 
-def _worker_init(folder: str, settings) -> None:
+def _worker_init(folder: str, settings, pooled: bool = False) -> None:
     from .renderer import Renderer
 
-    _WORKER["folder"] = Path(folder)
-    _WORKER["latents"] = np.load(Path(folder) / "latents.npy", mmap_mode="r")
-    _WORKER["renderer"] = Renderer(settings)
+    if pooled:   # Ctrl-C is the parent's to handle; it terminates the pool
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    # An initializer that raises makes multiprocessing.Pool respawn workers forever:
+    # keep the error and raise it from the first task instead.
+    try:
+        _WORKER["folder"] = Path(folder)
+        _WORKER["latents"] = np.load(Path(folder) / "latents.npy", mmap_mode="r")
+        _WORKER["renderer"] = Renderer(settings)
+    except Exception as exc:
+        if not pooled:
+            raise
+        _WORKER["error"] = exc if isinstance(exc, ClicaError) else ClicaError(f"a render worker failed: {exc}")
 
 
 def _worker_render(indices: np.ndarray) -> tuple[int, str]:
+    if "error" in _WORKER:
+        raise _WORKER["error"]
     folder, latents, renderer = _WORKER["folder"], _WORKER["latents"], _WORKER["renderer"]
     n = latents.shape[0]
     # image i always goes to atlas slot i % capacity: bit-identical whatever the shard or batch
     images = renderer.render(np.asarray(latents[indices]), slots=indices % renderer.capacity)
     for index, image in zip(indices, images):
-        atomic_write_bytes(image_path(folder, index, n), encode_png(image))
+        _write_bytes(image_path(folder, index, n), encode_png(image))
     return len(indices), renderer.renderer_name
 
 
@@ -244,12 +273,17 @@ def render_images(folder, n_batches: int = 1, batch_index: int = 0, image_size: 
     if workers < 1:
         raise ClicaError(f"--workers must be at least 1, got {workers}")
     images_dir = folder / "images"
+    if images_dir.exists() and not images_dir.is_dir():
+        raise ClicaError(f"{images_dir} exists and is not a folder")
     existing = _existing_images(images_dir, n)
     config = {"image_size": settings.image_size, "shape_names": list(settings.shape_names),
               "material_names": list(settings.material_names), "spotlights": settings.spotlights,
               "renderer": RENDERER_VERSION, "use_gpu": settings.use_gpu, "seed": seed}
     _check_render_config(folder, config, bool(existing))
-    images_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        images_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ClicaError(f"cannot create {images_dir}: {exc.strerror or exc}") from None
     _remove_stale_temporaries(images_dir)
 
     todo = np.array([i for i in indices if image_name(i, n) not in existing], dtype=np.int64)
@@ -276,7 +310,7 @@ def render_images(folder, n_batches: int = 1, batch_index: int = 0, image_size: 
         else:
             ctx = _pool_context()
             with ctx.Pool(min(workers, len(chunks)), initializer=_worker_init,
-                          initargs=(str(folder), settings)) as pool:
+                          initargs=(str(folder), settings, True)) as pool:
                 for k, result["renderer"] in pool.imap_unordered(_worker_render, chunks):
                     bar.update(k)
     result["seconds"] = time.perf_counter() - t0
@@ -320,7 +354,7 @@ def compute_stats(folder, progress: bool = True) -> dict:
             bar.update(1)
     stats = {"mean": (mean / n).tolist(), "std": (std / n).tolist(), "n_images": n,
              "method": "average over images of per-image channel mean and std (get_mean_std.py)"}
-    atomic_write_json(folder / "stats.json", stats)
+    _write_json(folder / "stats.json", stats)
     return stats
 
 
