@@ -173,3 +173,19 @@ def test_foreign_images_are_refused(tmp_path):
     (folder / "images" / "5.png").write_bytes(b"")          # unpadded: another dataset's name
     with pytest.raises(ClicaError, match="another dataset"):
         render_images(folder, image_size=SIZE, progress=False)
+
+
+def test_failed_writes_are_one_line_errors(tmp_path, monkeypatch, capsys):
+    import clica.render.dataset as dataset
+
+    folder = tmp_path / "ds"
+    write_latents(folder, LatentOptions(n_points=3), log=quiet)
+
+    def disk_full(path, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(dataset, "atomic_write_bytes", disk_full)
+    with pytest.raises(ClicaError, match="No space left on device"):
+        render_images(folder, image_size=16, progress=False)
+    assert run_cli(capsys, "latents", "--n-points", "3", "--output-folder", str(tmp_path / "other"))[0] == 2
+    assert main(["render"]) == 2
