@@ -391,3 +391,14 @@ def test_save_load_test_mode_and_resume(folder10, tmp_path, capsys):
     # a model of another setting does not load: clear error
     assert main(_cli(folder10, tmp_path, "--non-periodic-rotation-and-color", "--position-only", "--mode", "test",
                      "--load-model", str(model), "--run-dir", str(tmp_path / "t2"))) == 2
+
+
+def test_dataloader_workers_see_the_same_batch_stream(folder10):
+    layout = td.latent_layout(non_periodic_rotation_and_color=True)
+    space = td.latent_space_for(layout, "l2", 0.1)
+    pairs = td.ThreeDIdentPairs(folder10, space, layout, batch_size=8, cache="off", seed=5, start_batch=2)
+    loader = torch.utils.data.DataLoader(pairs, batch_size=None, num_workers=2)
+    got = [b for _, b in zip(range(4), loader)]
+    for k, ((z, zt), (x, xt)) in enumerate(got):
+        (ez, ezt), (ex, ext) = pairs.batch(2 + k)
+        assert torch.equal(z, ez) and torch.equal(zt, ezt) and torch.equal(x, ex)
