@@ -45,7 +45,8 @@ def save_grid(images: np.ndarray, path, cols: int, row_labels=None, col_labels=N
 
     n = len(images)
     rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols + (1.6 if row_labels else 0), 1.3 * rows + 0.4),
+    cell = max(1.3, images.shape[1] / 100 * 1.1)     # inches: show renders at about native size
+    fig, axes = plt.subplots(rows, cols, figsize=(cell * cols + (1.6 if row_labels else 0), cell * rows + 0.4),
                              squeeze=False)
     for i, ax in enumerate(axes.ravel()):
         ax.set_xticks([])
