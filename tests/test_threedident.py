@@ -402,3 +402,27 @@ def test_dataloader_workers_see_the_same_batch_stream(folder10):
     for k, ((z, zt), (x, xt)) in enumerate(got):
         (ez, ezt), (ex, ext) = pairs.batch(2 + k)
         assert torch.equal(z, ez) and torch.equal(zt, ezt) and torch.equal(x, ex)
+
+
+def test_load_model_saved_by_the_original(tmp_path):
+    """The original saved DataParallel(f) with its SoftclipLayer bound as ``module.3.max_abs_bound``."""
+    from types import SimpleNamespace
+
+    from clica.experiments.threedident import build_encoder, load_state
+
+    layout = td.latent_layout(non_periodic_rotation_and_color=True)
+    args = SimpleNamespace(identity_solution=False, dummy_mixing=False, encoder="rn18",
+                           box_constraint="learnable", sphere_constraint=None)
+    f = build_encoder(args, layout)
+    state = {f"module.{k}": v.clone() for k, v in f.state_dict().items()}
+    state["module.3.max_abs_bound"] = torch.full((10,), 2.5)
+    del state["module.3.non_periodic.width"]
+    torch.save(state, tmp_path / "orig.pt")
+    g = build_encoder(args, layout)
+    load_state(g, tmp_path / "orig.pt")
+    assert torch.equal(g[3].non_periodic.width, torch.full((10,), 2.5))
+    torch.testing.assert_close(g[2].weight, f[2].weight)
+    state.pop("module.2.weight")
+    torch.save(state, tmp_path / "broken.pt")
+    with pytest.raises(ClicaError, match="does not fit"):
+        load_state(build_encoder(args, layout), tmp_path / "broken.pt")

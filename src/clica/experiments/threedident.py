@@ -229,7 +229,13 @@ def build_loss(args, layout):
 
 
 def load_state(f: nn.Module, path) -> None:
-    """Load a state dict saved by us or by the original (strips DataParallel's ``module.``)."""
+    """Load a state dict saved by us or by the original ``main_3dident.py``.
+
+    The original wrapped f in DataParallel (``module.`` prefixes) and kept its
+    rescaling layers either as ``3.r`` / ``3.max_abs_bound`` or inside a lambda
+    (not saved at all); those are mapped onto our head, and head parameters the
+    file lacks keep their initial values, exactly as loading did in the original.
+    """
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:
@@ -239,11 +245,26 @@ def load_state(f: nn.Module, path) -> None:
     if not isinstance(state, dict):
         raise ClicaError(f"{path} does not hold a model state dict")
     state = {(k[7:] if k.startswith("module.") else k): v for k, v in state.items()}
+    head = f[-1] if isinstance(f, nn.Sequential) else None
+    from ..models.resnet import RescalingHead
+
+    if isinstance(head, RescalingHead):
+        i = len(f) - 1
+        if f"{i}.max_abs_bound" in state:  # the original's learnable SoftclipLayer
+            state[f"{i}.non_periodic.width"] = state.pop(f"{i}.max_abs_bound")
+        if f"{i}.r" in state:  # the original's learnable RescaleLayer
+            part = "periodic" if head.n_non_angular == 0 else "non_periodic"
+            state[f"{i}.{part}.r"] = state.pop(f"{i}.r")
     try:
-        f.load_state_dict(state)
+        result = f.load_state_dict(state, strict=False)
     except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
+        first = str(exc).splitlines()[1 if len(str(exc).splitlines()) > 1 else 0].strip()
         raise ClicaError(f"model {path} does not fit this encoder/latent setting ({first})") from None
+    head_prefix = f"{len(f) - 1}." if isinstance(head, RescalingHead) else None
+    missing = [k for k in result.missing_keys if not (head_prefix and k.startswith(head_prefix))]
+    if missing or result.unexpected_keys:
+        what = (f"missing {missing[:3]}" if missing else f"unexpected {result.unexpected_keys[:3]}")
+        raise ClicaError(f"model {path} does not fit this encoder/latent setting ({what})")
 
 
 # ---------------------------------------------------------------------------
