@@ -52,6 +52,8 @@ def train(ds, model, lr, augment, seed, steps, eval_every, device, batch_size, p
             torch.cuda.synchronize()
         wall += time.perf_counter() - t0
         cpu += time.process_time() - c0
+        if i % 100 == 0:
+            print(f"  step {i}: loss {out.total.item():.4f}, train wall {wall:.0f} s, cpu {cpu:.0f} s", flush=True)
         if i % eval_every == 0 or i == steps:
             m = evaluate_mcc(net, ds, device, n_eval, "spearman", seed=0)
             rec = {"model": model, "lr": lr, "augment": augment, "seed": seed, "step": i,

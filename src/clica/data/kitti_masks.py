@@ -309,7 +309,8 @@ class SyntheticConfig:
     ``height_range``) centred at (``y``, ``x``); per frame, x, y and log h take
     independent Laplace steps with scales ``step_x``, ``step_y``, ``step_log_h``
     (heavy tailed: most steps are small, a few are large), reflected at the
-    limits that keep the figure's centre inside the frame. Body proportions
+    limits that keep the whole figure inside the frame (``margin`` pixels
+    from the border; the limits shrink as the figure grows). Body proportions
     (width, head size, arm and leg swing) vary per sequence and the gait phase
     advances every frame: nuisance variation that is not part of the factors.
     Sequence lengths are ``2 + Geometric(1 / (mean_length - 1))``, capped at
@@ -321,11 +322,11 @@ class SyntheticConfig:
     n_sequences: int = 800
     mean_length: float = 16.0
     max_length: int = 80
-    height_range: tuple[float, float] = (16.0, 56.0)
+    height_range: tuple[float, float] = (14.0, 48.0)
     step_x: float = 1.0
     step_y: float = 0.5
     step_log_h: float = 0.04
-    margin: float = 4.0
+    margin: float = 1.0
     min_area: int = 30
 
 
@@ -404,13 +405,23 @@ def generate_synthetic(seed: int, config: SyntheticConfig | None = None, progres
             "arm_swing": rng.uniform(0.1, 0.4),
             "limb": rng.uniform(0.045, 0.07),
         }
-        log_h = rng.uniform(lo_h, hi_h) + np.cumsum(np.r_[0.0, rng.laplace(0, cfg.step_log_h, T - 1)])
-        log_h = _reflect(log_h, lo_h, hi_h)
-        h = np.exp(log_h)
-        x = rng.uniform(m, 64 - 1 - m) + np.cumsum(np.r_[0.0, rng.laplace(0, cfg.step_x, T - 1)])
-        x = _reflect(x, m, 64 - 1 - m)
-        y = rng.uniform(m, 64 - 1 - m) + np.cumsum(np.r_[0.0, rng.laplace(0, cfg.step_y, T - 1)])
-        y = _reflect(y, m, 64 - 1 - m)
+        steps = rng.laplace(0.0, 1.0, size=(T, 3)) * [cfg.step_x, cfg.step_y, cfg.step_log_h]
+        x, y, h = np.empty(T), np.empty(T), np.empty(T)
+        lh = rng.uniform(lo_h, hi_h)
+        hx = hy = None
+        for t in range(T):
+            if t:
+                lh = float(_reflect(np.array(lh + steps[t, 2]), lo_h, hi_h))
+            h[t] = np.exp(lh)
+            # the figure (height h, width ≤ 0.5 h with swinging limbs) stays inside the frame
+            ry = (m + h[t] / 2, 63 - m - h[t] / 2)
+            rx = (m + 0.3 * h[t], 63 - m - 0.3 * h[t])
+            if t == 0:
+                hx, hy = rng.uniform(*rx), rng.uniform(*ry)
+            else:
+                hx = float(_reflect(np.array(hx + steps[t, 0]), *rx))
+                hy = float(_reflect(np.array(hy + steps[t, 1]), *ry))
+            x[t], y[t] = hx, hy
         phase = rng.uniform(0, 2 * np.pi) + rng.uniform(0.25, 0.7) * np.arange(T)
         masks = render_pedestrians(x, y, h, phase, body)
         keep = masks.sum(axis=(1, 2)) >= cfg.min_area
