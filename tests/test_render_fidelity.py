@@ -130,3 +130,16 @@ def test_other_shapes_and_no_spotlights_render():
     assert cube.shape == (2, 32, 32, 3)
     assert dark.mean() < lit.mean()
     assert np.array_equal(dark[0], dark[1])        # the spotlight angle has no effect without spotlights
+
+
+@pytest.mark.slow   # a fresh process importing torch and torchvision: ~10 s
+def test_torchvision_imports_after_rendering():
+    """Mesa's LLVM and triton's must not collide (torchvision after a GL context used to segfault)."""
+    import subprocess
+    import sys
+
+    code = ("from clica.render import render_latents_to_images, generate_latents, LatentOptions\n"
+            "render_latents_to_images(generate_latents(LatentOptions(n_points=1))[1], image_size=16)\n"
+            "import torchvision.models\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]

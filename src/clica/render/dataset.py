@@ -200,7 +200,10 @@ def _worker_init(folder: str, settings, pooled: bool = False) -> None:
     if pooled:   # Ctrl-C is the parent's to handle; it terminates the pool
         import signal
 
+        from . import renderer
+
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        renderer.IN_RENDER_WORKER = True
 
     # An initializer that raises makes multiprocessing.Pool respawn workers forever:
     # keep the error and raise it from the first task instead.

@@ -320,6 +320,28 @@ class RenderSettings:
 
 
 CONTEXTS_CREATED = 0   # GL contexts made in this process (a process with one must not fork)
+IN_RENDER_WORKER = False   # set in the dataset writer's worker processes
+
+
+def _load_tritons_llvm_first() -> None:
+    """Import ``triton`` (when installed) before Mesa loads its own LLVM.
+
+    llvmpipe links LLVM; triton (pulled in by ``import torchvision``) bundles
+    another copy. Loaded in the order Mesa → triton, the two collide and the
+    process segfaults on the later ``import torchvision``; in the order
+    triton → Mesa both work. Costs ~0.3 s once; skipped in render workers,
+    which never import torchvision.
+    """
+    import importlib.util
+    import sys
+
+    if IN_RENDER_WORKER or "triton" in sys.modules:
+        return
+    try:
+        if importlib.util.find_spec("triton") is not None:
+            import triton  # noqa: F401
+    except Exception:  # a broken triton install is not the renderer's business
+        pass
 
 
 def create_context(use_gpu: bool = False):
@@ -331,6 +353,7 @@ def create_context(use_gpu: bool = False):
     """
     import moderngl
 
+    _load_tritons_llvm_first()
     if not use_gpu:
         os.environ.setdefault("LIBGL_ALWAYS_SOFTWARE", "1")
         os.environ.setdefault("LP_NUM_THREADS", "0")     # rasterise in the calling thread
