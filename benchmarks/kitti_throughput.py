@@ -27,8 +27,8 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from clica.data.kitti_masks import (KittiMasks, PairLoader, SyntheticConfig, generate_synthetic, load_kitti_pickle,
-                                    write_kitti_pickle)
+from clica.data.kitti_masks import (KittiMasks, PairLoader, Prefetcher, SyntheticConfig, generate_synthetic,
+                                    load_kitti_pickle)
 from clica.losses import LpInfoNCE
 from clica.models import output_normalization
 from clica.models.conv import ConvEncoderNet
@@ -128,6 +128,10 @@ def main() -> None:
     batched = PairLoader(ds, a.batch_size, augment=True, seed=0)
     rows.append(("clica batched loader", *measure(batched.next_batch, a.seconds),
                  *measure(batched.next_batch, a.seconds, train)))
+    pre = Prefetcher(PairLoader(ds, a.batch_size, augment=True, seed=0), depth=2)
+    rows.append(("clica batched + prefetch thread", *measure(pre.next_batch, a.seconds),
+                 *measure(pre.next_batch, a.seconds, train)))
+    pre.close()
     for w in a.workers:
         dl = DataLoader(PerSamplePairs(masks, latents), batch_size=a.batch_size // 2, shuffle=True,
                         num_workers=w, drop_last=True, collate_fn=collate_pairs, persistent_workers=w > 0)

@@ -8,7 +8,7 @@ import torch
 from scipy.ndimage import center_of_mass
 
 from clica.cli import main
-from clica.data.kitti_masks import (KittiMasks, PairLoader, SyntheticConfig, augment_pairs, generate_synthetic,
+from clica.data.kitti_masks import (KittiMasks, PairLoader, Prefetcher, SyntheticConfig, augment_pairs, generate_synthetic,
                                     load_kitti_pickle, mask_latents, resolve_pickle_path, write_kitti_pickle)
 from clica.errors import ClicaError
 
@@ -127,6 +127,17 @@ def test_loader_batches_epochs_and_resume(data):
     assert len(torch.unique(torch.cat(starts))) == (len(ds) // 8) * 8  # no repeats within an epoch
     with pytest.raises(ClicaError, match="even"):
         PairLoader(ds, batch_size=15)
+    # a prefetching thread hands out the same batches, and its state resumes at the right place
+    ref = PairLoader(ds, batch_size=8, seed=4)
+    pre = Prefetcher(PairLoader(ds, batch_size=8, seed=4), depth=2)
+    try:
+        for _ in range(3):
+            assert torch.equal(ref.next_batch()[0], pre.next_batch()[0])
+        resumed = PairLoader(ds, batch_size=8, seed=0)
+        resumed.load_state_dict(pre.state_dict())
+        assert torch.equal(ref.next_batch()[0], resumed.next_batch()[0])
+    finally:
+        pre.close()
 
 
 def test_missing_and_corrupt_files(tmp_path, monkeypatch, capsys):

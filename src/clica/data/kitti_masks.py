@@ -22,10 +22,11 @@ position and log-size change frame to frame by Laplace-distributed steps.
 
 from __future__ import annotations
 
-import math
 import os
 import pickle
-from dataclasses import asdict, dataclass
+import queue
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +47,7 @@ __all__ = [
     "mask_latents",
     "KittiMasks",
     "PairLoader",
+    "Prefetcher",
     "augment_pairs",
     "SyntheticConfig",
     "generate_synthetic",
@@ -293,6 +295,61 @@ class PairLoader:
         x = torch.stack([x1, x2], dim=1).flatten(0, 1)
         z = torch.stack([z1, z2], dim=1).flatten(0, 1)
         return x, z
+
+    def __iter__(self):
+        while True:
+            yield self.next_batch()
+
+
+class Prefetcher:
+    """Batches of a :class:`PairLoader` made ahead by one background thread, in the same order.
+
+    ``depth`` batches are kept ready. ``state_dict()`` is the loader's state
+    right after the last batch handed out, so a checkpoint resumes exactly as
+    without prefetching. Call ``close()`` when done.
+    """
+
+    def __init__(self, loader: PairLoader, depth: int = 2):
+        self.loader = loader
+        self.q: queue.Queue = queue.Queue(maxsize=max(1, depth))
+        self.stop = threading.Event()
+        self.state = loader.state_dict()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._work, name="kitti-prefetch", daemon=True)
+        self.thread.start()
+
+    def _work(self) -> None:
+        try:
+            while not self.stop.is_set():
+                x, z = self.loader.next_batch()
+                item = (x, z, self.loader.state_dict())
+                while not self.stop.is_set():
+                    try:
+                        self.q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+        except BaseException as exc:  # re-raised in the consumer
+            self.error = exc
+            self.stop.set()
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        while True:
+            try:
+                x, z, self.state = self.q.get(timeout=0.1)
+                return x, z
+            except queue.Empty:
+                if self.error is not None:
+                    raise self.error
+                if not self.thread.is_alive():
+                    raise RuntimeError("the prefetch thread has stopped")
+
+    def state_dict(self) -> dict:
+        return self.state
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
 
     def __iter__(self):
         while True:

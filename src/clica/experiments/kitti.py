@@ -19,8 +19,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import queue
-import threading
 import time
 from pathlib import Path
 
@@ -28,8 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.kitti_masks import (FACTOR_NAMES, KittiMasks, PairLoader, default_data_dir,
-                                resolve_pickle_path)
+from ..data.kitti_masks import FACTOR_NAMES, KittiMasks, PairLoader, Prefetcher, resolve_pickle_path
 from ..errors import ClicaError
 from ..losses import LpInfoNCE
 from ..metrics import mcc
@@ -262,52 +259,6 @@ def experiment_dir(args) -> str:
     return os.path.join(data, f"{args.p:g}_{args.box_norm}")
 
 
-class _Prefetch:
-    """Batches from a :class:`PairLoader` made ahead in one background thread (deterministic order)."""
-
-    def __init__(self, loader: PairLoader, depth: int):
-        self.loader = loader
-        self.q: queue.Queue = queue.Queue(maxsize=depth)
-        self.stop = threading.Event()
-        self.state = loader.state_dict()
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._work, daemon=True)
-        self.thread.start()
-
-    def _work(self):
-        try:
-            while not self.stop.is_set():
-                x, z = self.loader.next_batch()
-                item = (x, z, self.loader.state_dict())
-                while not self.stop.is_set():
-                    try:
-                        self.q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-        except BaseException as exc:  # surfaced in next_batch
-            self.error = exc
-            self.stop.set()
-
-    def next_batch(self):
-        while True:
-            if self.error is not None:
-                raise self.error
-            try:
-                x, z, self.state = self.q.get(timeout=0.1)
-                return x, z
-            except queue.Empty:
-                continue
-
-    def state_dict(self) -> dict:
-        """The loader state right after the last batch handed out (what a resume continues from)."""
-        return self.state
-
-    def close(self):
-        self.stop.set()
-        self.thread.join(timeout=5)
-
-
 class _Writer:
     def __init__(self, log_dir: Path | None, args):
         self.w = None
@@ -332,6 +283,18 @@ class _Writer:
     def close(self):
         if self.w is not None:
             self.w.close()
+
+
+class _LiveRun(RunDir):
+    """A run folder whose metric lines also go to TensorBoard as they are written."""
+
+    def __init__(self, path, writer: _Writer):
+        super().__init__(path)
+        self.writer = writer
+
+    def log_metrics(self, record: dict) -> None:
+        super().log_metrics(record)
+        self.writer.scalars(record, record["step"], "train/")
 
 
 # --------------------------------------------------------------------------- one run
@@ -394,8 +357,9 @@ def run_one(args, seed: int, dataset: KittiMasks, data_path: Path, device) -> di
     else:
         loss_fn = LpInfoNCE(p=args.p, tau=1.0, simclr_compatibility_mode=True)
 
-    source = _Prefetch(loader, args.num_workers) if args.num_workers > 0 else loader
+    source = Prefetcher(loader, args.num_workers) if args.num_workers > 0 else loader
     writer = _Writer(log_dir, args)
+    logged = _LiveRun(run.path, writer)
     net.train()
 
     def step(i: int) -> dict:
@@ -435,15 +399,13 @@ def run_one(args, seed: int, dataset: KittiMasks, data_path: Path, device) -> di
         # checkpoint() is called every step that is a multiple of the smaller period and decides itself
         every = math.gcd(args.save_step, NUMBERED_CHECKPOINT_EVERY)
         records = train_loop(step, n_steps=max_iter, start_step=min(start, max_iter), log_every=args.log_step,
-                             evaluate=evaluate, checkpoint=checkpoint, checkpoint_every=every, run=run,
+                             evaluate=evaluate, checkpoint=checkpoint, checkpoint_every=every, run=logged,
                              desc=f"kitti {args.model} seed {seed}", echo=echo)
-        for r in records:
-            writer.scalars(r, r["step"], "train/")
     finally:
         if source is not loader:
             source.close()
     train_s = time.monotonic() - t0
-    summary = _evaluate_and_save(args, net, dataset, device, run, max_iter, config, log_dir=None,
+    summary = _evaluate_and_save(args, net, dataset, device, run, max(start, max_iter), config, log_dir=None,
                                  writer=writer, train_s=train_s, resumed_from=start)
     writer.close()
     return summary
@@ -498,6 +460,8 @@ def _draw_seed(rs: np.random.RandomState, taken: set) -> int:
 
 def run(args) -> int:
     check_args(args)
+    if args.cuda and not torch.cuda.is_available():
+        raise ClicaError("--cuda given but CUDA is not available on this machine; drop --cuda to run on the CPU")
     device = resolve_device("cuda" if args.cuda else "cpu")
     data_path = resolve_pickle_path(args.data_dir)
     dataset = KittiMasks.from_file(data_path, max_delta_t=args.kitti_max_delta_t)
