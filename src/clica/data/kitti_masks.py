@@ -380,9 +380,9 @@ class SyntheticConfig:
     mean_length: float = 16.0
     max_length: int = 80
     height_range: tuple[float, float] = (14.0, 48.0)
-    step_x: float = 1.0
-    step_y: float = 0.5
-    step_log_h: float = 0.04
+    step_x: float = 2.5
+    step_y: float = 1.0
+    step_log_h: float = 0.06
     margin: float = 1.0
     min_area: int = 30
 
@@ -456,11 +456,11 @@ def generate_synthetic(seed: int, config: SyntheticConfig | None = None, progres
         p = 1.0 / max(cfg.mean_length - 1.0, 1.0)
         T = int(min(2 + rng.geometric(p) - 1, cfg.max_length))
         body = {
-            "width": rng.uniform(0.26, 0.40),
-            "head": rng.uniform(0.065, 0.09),
-            "leg_swing": rng.uniform(0.15, 0.45),
-            "arm_swing": rng.uniform(0.1, 0.4),
-            "limb": rng.uniform(0.045, 0.07),
+            "width": rng.uniform(0.28, 0.36),
+            "head": rng.uniform(0.07, 0.085),
+            "leg_swing": rng.uniform(0.2, 0.4),
+            "arm_swing": rng.uniform(0.15, 0.35),
+            "limb": rng.uniform(0.05, 0.065),
         }
         steps = rng.laplace(0.0, 1.0, size=(T, 3)) * [cfg.step_x, cfg.step_y, cfg.step_log_h]
         x, y, h = np.empty(T), np.empty(T), np.empty(T)
