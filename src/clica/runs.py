@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from .errors import ClicaError
 
@@ -35,6 +34,10 @@ __all__ = [
 ]
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same folder and a rename."""
     path = Path(path)
@@ -43,6 +46,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the usual mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -53,8 +57,10 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 def _jsonable(value: Any) -> Any:
     if isinstance(value, (np.generic,)):
         return value.item()
-    if isinstance(value, (np.ndarray, torch.Tensor)):
-        return np.asarray(value.detach().cpu() if torch.is_tensor(value) else value).tolist()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if hasattr(value, "detach"):  # a torch tensor
+        return value.detach().cpu().numpy().tolist()
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
@@ -67,6 +73,8 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
     """``torch.save`` to ``path`` atomically."""
+    import torch
+
     buf = io.BytesIO()
     torch.save(obj, buf)
     atomic_write_bytes(path, buf.getvalue())
@@ -81,13 +89,17 @@ def resolve_seed(seed: int | None) -> int:
 
 def seed_everything(seed: int) -> None:
     """Seed Python's, NumPy's and torch's global generators with one seed."""
+    import torch
+
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 
-def resolve_device(device: str | None = None, no_cuda: bool = False) -> torch.device:
-    """CUDA when available unless ``no_cuda``; an explicit ``device`` wins."""
+def resolve_device(device: str | None = None, no_cuda: bool = False):
+    """CUDA when available unless ``no_cuda``; an explicit ``device`` wins (a ``torch.device``)."""
+    import torch
+
     if device:
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ClicaError(f"--device {device} requested but CUDA is not available on this machine")
@@ -101,6 +113,7 @@ def library_versions() -> dict[str, str]:
     """Versions of the libraries that shape a run's numbers."""
     import scipy
     import sklearn
+    import torch
 
     from . import __version__
 
@@ -164,6 +177,8 @@ class RunDir:
         atomic_torch_save(self.file(name), state)
 
     def load_checkpoint(self, name: str = "checkpoint.pt", map_location="cpu") -> dict | None:
+        import torch
+
         path = self.file(name)
         if not path.exists():
             return None
