@@ -78,8 +78,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="1: learnable box output (sigmoid times a learnable width per dimension)")
     p.add_argument("--p", type=float, default=1, help="exponent of the Lp InfoNCE loss (1: Laplace conditional)")
     p.add_argument("--experiment-dir", type=str, default="",
-                   help="specify path (default: kittimasks_<max-delta-t>/<p>_<box-norm>, "
-                        "or .../slowvae_<beta>_<gamma>_<rate-prior> for SlowVAE)")
+                   help="specify path; empty: kittimasks_<max-delta-t>/<p>_<box-norm>, "
+                        "or kittimasks_<max-delta-t>/slowvae_<beta>_<gamma>_<rate-prior> for SlowVAE")
     p.add_argument("--evaluate", action="store_true", help="evaluate the checkpoint --ckpt-name instead of training")
     p.add_argument("--specify", type=str, default="",
                    help="use argument to only compute a subset of metrics ('_'-separated name parts; "
