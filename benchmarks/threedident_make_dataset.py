@@ -1,10 +1,10 @@
 """Render a 3DIdent-format folder for the 3DIdent benchmarks and the CPU example.
 
-Uses the render package's latent sampler (``clica.render.latents``) and
-rasteriser (``clica.render.renderer``) directly and writes the published
-format: raw_latents.npy, latents.npy, images/{i:0Nd}.png. Interrupted runs
-resume (existing images are skipped). ``clica render`` does the same from the
-command line.
+Uses ``clica.render.make_dataset`` (latents, images, stats.json; resumable),
+falling back to the render package's latent sampler and rasteriser directly.
+The folder has the published format: raw_latents.npy, latents.npy,
+images/{i:0Nd}.png. ``clica render latents/images/stats`` does the same from
+the command line.
 
     python benchmarks/threedident_make_dataset.py data/3dident64 --n-points 40000 --image-size 64 --seed 0
 """
@@ -60,9 +60,19 @@ def main(argv=None) -> int:
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--periodic", action="store_true", help="periodic variant (11-column raw latents)")
+    p.add_argument("--workers", type=int, default=1, help="render processes")
     a = p.parse_args(argv)
     t = time.monotonic()
-    make_dataset(a.folder, a.n_points, a.image_size, a.seed, non_periodic=not a.periodic)
+    try:  # the render package's one-call API: latents, images (parallel, resumable), stats.json
+        from clica.render import make_dataset as render_dataset
+    except ImportError:
+        render_dataset = None
+    if render_dataset is not None:
+        render_dataset(a.folder, a.n_points, image_size=a.image_size, seed=a.seed,
+                       non_periodic_rotation_and_color=not a.periodic, workers=a.workers, stats=True,
+                       progress=True)
+    else:
+        make_dataset(a.folder, a.n_points, a.image_size, a.seed, non_periodic=not a.periodic)
     print(f"{a.n_points} images at {a.image_size}x{a.image_size} in {time.monotonic() - t:.0f}s -> {a.folder}")
     return 0
 
