@@ -139,6 +139,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--correlation", choices=("spearman", "pearson"), default="spearman",
                    help="correlation used by MCC (the original: spearman)")
     p.add_argument("--n-eval-samples", type=int, default=10_000, help="frames used for MCC")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (0: torch's default)")
     p.add_argument("--log-mcc", type=int, default=0, metavar="N",
                    help="also log MCC on N frames at every log step (0: off)")
 
@@ -171,6 +173,8 @@ def check_args(args) -> None:
                         ("--kitti-max-delta-t", args.kitti_max_delta_t)):
         if value < 1:
             raise ClicaError(f"{flag} must be at least 1, got {value}")
+    if args.threads < 0:
+        raise ClicaError(f"--threads must be ≥ 0, got {args.threads}")
     if args.num_workers < 0:
         raise ClicaError(f"--num-workers must be ≥ 0, got {args.num_workers}")
     if args.rate_prior <= 0:
@@ -463,6 +467,8 @@ def run(args) -> int:
     if args.cuda and not torch.cuda.is_available():
         raise ClicaError("--cuda given but CUDA is not available on this machine; drop --cuda to run on the CPU")
     device = resolve_device("cuda" if args.cuda else "cpu")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     data_path = resolve_pickle_path(args.data_dir)
     dataset = KittiMasks.from_file(data_path, max_delta_t=args.kitti_max_delta_t)
     if len(dataset) < args.batch_size // 2:
