@@ -63,5 +63,5 @@ def test_encoder_shapes_and_normalisations():
 
 def test_encoder_layer_norm_option():
     f = mlp_encoder(3, 3, [16, 16], None, layer_norm=True)
-    assert sum(isinstance(m, torch.nn.LayerNorm) for m in f) == 1  # not after the last hidden layer
+    assert sum(isinstance(m, torch.nn.LayerNorm) for m in f) == 2
     assert f(torch.randn(5, 3)).shape == (5, 3)

@@ -69,16 +69,15 @@ def mlp_encoder(n_in: int, n_out: int, hidden: Sequence[int], output_normalizati
                 layer_norm: bool = False, **norm_kwargs) -> nn.Sequential:
     """Linear layers of widths ``hidden`` with LeakyReLU between them, then the output normalisation.
 
-    ``layer_norm`` adds a LayerNorm after each hidden linear layer but the last (not in the
-    original; it speeds up training several-fold). The last hidden layer stays unnormalised so
-    the output is not confined to a bounded set.
+    ``layer_norm`` adds a LayerNorm after each hidden linear layer (not in the original; it
+    speeds up training several-fold).
     """
     widths = [n_in, *hidden, n_out]
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
         layers.append(nn.Linear(a, b))
         if i < len(widths) - 2:
-            if layer_norm and i < len(widths) - 3:
+            if layer_norm:
                 layers.append(nn.LayerNorm(b))
             layers.append(nn.LeakyReLU())
     layers.append(_normalization_layer(output_normalization, n_out, **norm_kwargs))
