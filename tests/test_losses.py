@@ -126,3 +126,19 @@ def test_fused_kernels_match_the_torch_path(p, pow, monkeypatch):
         out.append((lse, *torch.autograd.grad((lse * w).sum(), (a, b))))
     for x, y in zip(*out):
         assert torch.allclose(x, y, rtol=1e-4, atol=1e-5), (x - y).abs().max()
+
+
+def test_fused_kernels_use_torch_thread_count():
+    """Pinning torch to one thread pins the numba kernels too (no oversubscription of the cores)."""
+    import numba
+
+    threads = torch.get_num_threads()
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    try:
+        torch.set_num_threads(1)
+        a = torch.randn(1024, 4, requires_grad=True)
+        assert L._use_kernels(a, a, 1.0, True)
+        L.negative_logsumexp(a, a.detach(), 1.0, True, 1.0).sum().backward()
+        assert numba.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)

@@ -94,6 +94,13 @@ class _NegativeLogSumExp(torch.autograd.Function):
         return grad_a, grad_b, grad_extra, None, None, None, None
 
 
+def _kernel_threads() -> None:
+    """Run numba's kernels on as many threads as torch uses, so pinning torch's threads pins them too."""
+    import numba
+
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+
+
 class _NegativeLogSumExpCPU(torch.autograd.Function):
     """The same quantity through fused numba kernels (no B×M×n tensor, one B×M float32 matrix)."""
 
@@ -101,6 +108,7 @@ class _NegativeLogSumExpCPU(torch.autograd.Function):
     def forward(ctx, a, b, p, pow, tau):
         from . import _lp_kernels as K
 
+        _kernel_threads()
         a_np = a.detach().contiguous().numpy()
         bT = np.ascontiguousarray(b.detach().numpy().T)
         lse, W = K.lse_forward(a_np, bT, p, pow, tau)
@@ -112,6 +120,7 @@ class _NegativeLogSumExpCPU(torch.autograd.Function):
     def backward(ctx, grad_out):
         from . import _lp_kernels as K
 
+        _kernel_threads()
         a, _ = ctx.saved_tensors
         W, bT, p, pow, tau = ctx.stash
         del ctx.stash
