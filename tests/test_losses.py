@@ -142,3 +142,40 @@ def test_fused_kernels_use_torch_thread_count():
         assert numba.get_num_threads() == 1
     finally:
         torch.set_num_threads(threads)
+
+
+def ref_self_weighted(h1, h2, p, tau, eps, compat):
+    """Negatives: the other anchors (B×B×n written out), plus the anchor itself with weight eps."""
+    b = h1.shape[0]
+    neg = (h1[:, None, :] - h1[None, :, :]).abs().pow(p).sum(-1) / tau
+    neg = neg.masked_fill(torch.eye(b, dtype=torch.bool), float("inf"))
+    pos = (h1 - h2).abs().pow(p).sum(-1) / tau
+    terms = [-neg, torch.full((b, 1), math.log(eps) if eps > 0 else -math.inf, dtype=h1.dtype)]
+    if compat:
+        lneg = torch.logsumexp(torch.cat([*terms, -pos[:, None]], 1), 1)
+    else:
+        lneg = torch.logsumexp(torch.cat(terms, 1), 1) - math.log(b - 1 + eps)
+    return (pos + lneg).mean()
+
+
+@pytest.mark.parametrize("eps", [1.0, 0.01, 0.0])
+@pytest.mark.parametrize("compat", [True, False])
+@pytest.mark.parametrize("p", [1.0, 2.0])
+@pytest.mark.parametrize("b", [48, 1024])  # 1024: the numba kernels on the CPU
+def test_lp_infonce_self_weight_matches_reference(eps, compat, p, b):
+    h1, h2, _ = _data(torch.float32, b=b, n=4)
+    loss = L.LpInfoNCE(p=p, tau=0.5, self_weight=eps, simclr_compatibility_mode=compat)
+    _check_pair(lambda a, c: loss(a, c).total, lambda a, c: ref_self_weighted(a, c, p, 0.5, eps, compat), h1, h2)
+
+
+def test_lp_infonce_self_weight_one_is_the_original_rolled_negatives():
+    h1, h2, _ = _data(torch.float64)
+    loss = L.LpInfoNCE(p=1.0, tau=0.3)
+    assert loss(h1, h2).total.item() == pytest.approx(loss(h1, h2, torch.roll(h1, 1, 0)).total.item(), rel=1e-12)
+
+
+def _check_pair(value_fn, ref_fn, h1, h2, atol=2e-5):
+    v, r = value_fn(h1, h2), ref_fn(h1, h2)
+    assert v.item() == pytest.approx(r.item(), abs=atol, rel=1e-5)
+    for a, c in zip(torch.autograd.grad(v, (h1, h2)), torch.autograd.grad(r, (h1, h2))):
+        assert torch.allclose(a, c, atol=atol), (a - c).abs().max()

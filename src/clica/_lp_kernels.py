@@ -58,8 +58,8 @@ def _exp_nonpositive(x, out, bits):
 
 
 @numba.njit(**_OPTS)
-def lse_forward(a, bT, p, pw, tau):
-    """(lse, W): lse_i = log Σ_j exp(-D_ij/τ) and W_ij = exp(-D_ij/τ - lse_i)."""
+def lse_forward(a, bT, p, pw, tau, skip_diag):
+    """(lse, W): lse_i = log Σ_j exp(-D_ij/τ) and W_ij = exp(-D_ij/τ - lse_i); j ≠ i if ``skip_diag``."""
     rows = a.shape[0]
     m = bT.shape[1]
     lse = np.empty(rows, dtype=np.float32)
@@ -69,6 +69,8 @@ def lse_forward(a, bT, p, pw, tau):
         buf = np.empty(m, dtype=np.float32)
         bits = np.empty(m, dtype=np.int32)
         _dist_row(a, i, bT, p, pw, buf)
+        if skip_diag:
+            buf[i] = np.float32(np.inf)
         lo = buf[0]
         for j in range(m):
             lo = min(lo, buf[j])
@@ -77,6 +79,8 @@ def lse_forward(a, bT, p, pw, tau):
             buf[j] = -buf[j] * inv_tau - mx
         w = W[i]
         _exp_nonpositive(buf, w, bits)
+        if skip_diag:
+            w[i] = np.float32(0.0)
         s = np.float32(0.0)
         for j in range(m):
             s += w[j]

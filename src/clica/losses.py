@@ -60,6 +60,14 @@ def _pairwise_grads(a, b, G, p: float, pow: bool):
     return grad_a, grad_b
 
 
+def _logits(a, b, s, chunk, p, pow, tau, exclude_diagonal):
+    """-D/τ for rows s … s+chunk of a against b, with -inf on the diagonal (j = i) if asked."""
+    logits = pairwise_lp(a[s:s + chunk], b, p, pow).mul_(-1.0 / tau)
+    if exclude_diagonal:
+        logits.diagonal(offset=s).fill_(float("-inf"))
+    return logits
+
+
 class _NegativeLogSumExp(torch.autograd.Function):
     """lse_i = log(Σ_j exp(-D_ij/τ) [+ exp(extra_i)]) for D = pairwise_lp(a, b), in row chunks.
 
@@ -68,30 +76,30 @@ class _NegativeLogSumExp(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, a, b, extra, p, pow, tau, chunk):
+    def forward(ctx, a, b, extra, p, pow, tau, chunk, exclude_diagonal):
         out = torch.empty(a.shape[0], dtype=a.dtype, device=a.device)
         for s in range(0, a.shape[0], chunk):
-            logits = pairwise_lp(a[s:s + chunk], b, p, pow).mul_(-1.0 / tau)
+            logits = _logits(a, b, s, chunk, p, pow, tau, exclude_diagonal)
             lse = torch.logsumexp(logits, dim=1)
             out[s:s + chunk] = lse if extra is None else torch.logaddexp(lse, extra[s:s + chunk])
         ctx.save_for_backward(a, b, extra, out)
-        ctx.cfg = (p, pow, tau, chunk)
+        ctx.cfg = (p, pow, tau, chunk, exclude_diagonal)
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
         a, b, extra, out = ctx.saved_tensors
-        p, pow, tau, chunk = ctx.cfg
+        p, pow, tau, chunk, exclude_diagonal = ctx.cfg
         grad_a, grad_b = torch.empty_like(a), torch.zeros_like(b)
         for s in range(0, a.shape[0], chunk):
-            logits = pairwise_lp(a[s:s + chunk], b, p, pow).mul_(-1.0 / tau)
+            logits = _logits(a, b, s, chunk, p, pow, tau, exclude_diagonal)
             # d lse_i / d D_ij = -softmax_ij / τ
             G = logits.sub_(out[s:s + chunk, None]).exp_().mul_(grad_out[s:s + chunk, None] * (-1.0 / tau))
             ga, gb = _pairwise_grads(a[s:s + chunk], b, G, p, pow)
             grad_a[s:s + chunk] = ga
             grad_b += gb
         grad_extra = None if extra is None else grad_out * torch.exp(extra - out)
-        return grad_a, grad_b, grad_extra, None, None, None, None
+        return grad_a, grad_b, grad_extra, None, None, None, None, None
 
 
 def _kernel_threads() -> None:
@@ -105,13 +113,13 @@ class _NegativeLogSumExpCPU(torch.autograd.Function):
     """The same quantity through fused numba kernels (no B×M×n tensor, one B×M float32 matrix)."""
 
     @staticmethod
-    def forward(ctx, a, b, p, pow, tau):
+    def forward(ctx, a, b, p, pow, tau, exclude_diagonal):
         from . import _lp_kernels as K
 
         _kernel_threads()
         a_np = a.detach().contiguous().numpy()
         bT = np.ascontiguousarray(b.detach().numpy().T)
-        lse, W = K.lse_forward(a_np, bT, p, pow, tau)
+        lse, W = K.lse_forward(a_np, bT, p, pow, tau, exclude_diagonal)
         ctx.save_for_backward(a, b)
         ctx.stash = (W, bT, p, pow, tau)
         return torch.from_numpy(lse)
@@ -127,7 +135,8 @@ class _NegativeLogSumExpCPU(torch.autograd.Function):
         n_chunks = max(1, min(torch.get_num_threads() * 4, a.shape[0]))
         grad_a, grad_bT = K.lse_backward(a.detach().contiguous().numpy(), bT, W,
                                          grad_out.float().contiguous().numpy(), p, pow, tau, n_chunks)
-        return torch.from_numpy(grad_a), torch.from_numpy(np.ascontiguousarray(grad_bT.T)), None, None, None
+        return (torch.from_numpy(grad_a), torch.from_numpy(np.ascontiguousarray(grad_bT.T)),
+                None, None, None, None)
 
 
 def _use_kernels(a: torch.Tensor, b: torch.Tensor, p: float, pow: bool) -> bool:
@@ -136,16 +145,19 @@ def _use_kernels(a: torch.Tensor, b: torch.Tensor, p: float, pow: bool) -> bool:
             and a.shape[0] * b.shape[0] >= 1 << 20)
 
 
-def negative_logsumexp(a, b, p: float, pow: bool, tau: float, extra=None, chunk: int = 1024):
+def negative_logsumexp(a, b, p: float, pow: bool, tau: float, extra=None, chunk: int = 1024,
+                       exclude_diagonal: bool = False):
     """log Σ_j exp(-|a_i - b_j|_p^(p)/τ) [+ exp(extra_i)] per row i, fused and memory-light.
+
+    ``exclude_diagonal`` leaves out j = i (b_i is a_i's own entry, as when b is a).
 
     On the CPU (float32, p ≠ 2 or not ``pow``) it runs fused numba kernels;
     elsewhere chunked torch operations (cdist / matrix products).
     """
     if _use_kernels(a, b, p, pow):
-        lse = _NegativeLogSumExpCPU.apply(a, b, float(p), bool(pow), float(tau))
+        lse = _NegativeLogSumExpCPU.apply(a, b, float(p), bool(pow), float(tau), bool(exclude_diagonal))
         return lse if extra is None else torch.logaddexp(lse, extra)
-    return _NegativeLogSumExp.apply(a, b, extra, float(p), pow, float(tau), chunk)
+    return _NegativeLogSumExp.apply(a, b, extra, float(p), pow, float(tau), chunk, bool(exclude_diagonal))
 
 
 try:  # numba is a hard dependency, but keep the torch path usable without it
@@ -168,23 +180,41 @@ class LpInfoNCE:
     negatives (as SimCLR); otherwise the negative term is a log-mean-exp over
     the negatives alone. ``pow=False`` uses the norm instead of its p-th power.
     The loss is ``2·(α·pos + (1-α)·neg)``, so α = 0.5 gives the plain sum.
+
+    Without explicit negatives, the negatives of anchor i are the other anchors
+    h1_j, j ≠ i, and the anchor itself enters the log-sum-exp as a constant term
+    of weight ``self_weight``. The original rolled h1 by one, which contains the
+    anchor at distance 0: that is ``self_weight = 1``. This constant sets the
+    scale the encoder settles at; with few negatives per anchor a weight of 1
+    compresses the recovered latents near the faces of a box, a small weight
+    (e.g. 0.01) does not.
     """
 
     def __init__(self, p: float = 1.0, tau: float = 1.0, alpha: float = 0.5,
-                 simclr_compatibility_mode: bool = True, pow: bool = True):
+                 simclr_compatibility_mode: bool = True, pow: bool = True, self_weight: float = 1.0):
         if p <= 0:
             raise ValueError(f"p must be positive, got {p}")
+        if self_weight < 0:
+            raise ValueError(f"self_weight must be ≥ 0, got {self_weight}")
         self.p, self.tau, self.alpha = float(p), float(tau), float(alpha)
         self.simclr_compatibility_mode, self.pow = simclr_compatibility_mode, pow
+        self.self_weight = float(self_weight)
 
     def __call__(self, h1, h2, h_neg=None) -> LossOutput:
         pos = _lp(h1 - h2, self.p, self.pow)
         loss_pos = pos / self.tau
-        h_neg = _negatives(h1, h_neg)
-        if self.simclr_compatibility_mode:
-            loss_neg = negative_logsumexp(h1, h_neg, self.p, self.pow, self.tau, extra=-loss_pos)
+        if h_neg is None:  # the other anchors, and the anchor itself with weight self_weight
+            h_neg, n_neg, exclude = h1, h1.shape[0] - 1 + self.self_weight, True
+            extra = torch.full_like(loss_pos, math.log(self.self_weight) if self.self_weight > 0 else -math.inf)
         else:
-            loss_neg = negative_logsumexp(h1, h_neg, self.p, self.pow, self.tau) - math.log(h_neg.shape[0])
+            n_neg, exclude, extra = h_neg.shape[0], False, None
+        if self.simclr_compatibility_mode:
+            extra = -loss_pos if extra is None else torch.logaddexp(extra, -loss_pos)
+            loss_neg = negative_logsumexp(h1, h_neg, self.p, self.pow, self.tau, extra=extra,
+                                          exclude_diagonal=exclude)
+        else:
+            loss_neg = negative_logsumexp(h1, h_neg, self.p, self.pow, self.tau, extra=extra,
+                                          exclude_diagonal=exclude) - math.log(n_neg)
         per_item = 2 * (self.alpha * loss_pos + (1 - self.alpha) * loss_neg)
         return LossOutput(per_item.mean(), per_item, {"pos": loss_pos.mean(), "neg": loss_neg.mean()})
 

@@ -68,6 +68,7 @@ class MLPConfig:
     n_mixing_layer: int = 3
     p: float = 2
     tau: float = 1.0
+    self_weight: float = 1.0
     sphere_norm: bool = False
     box_norm: bool = False
     lr: float = 1e-4
@@ -104,6 +105,8 @@ class MLPConfig:
             raise ClicaError(f"--p must be ≥ 0 (0: dot-product loss), got {self.p}")
         if self.tau <= 0:
             raise ClicaError(f"--tau must be positive, got {self.tau}")
+        if self.self_weight < 0:
+            raise ClicaError(f"--self-weight must be ≥ 0, got {self.self_weight}")
         if self.lr <= 0:
             raise ClicaError(f"--lr must be positive, got {self.lr}")
         if self.encoder_norm not in ("none", "layer"):
@@ -124,7 +127,7 @@ class MLPConfig:
     def loss(self):
         if self.p == 0:
             return DotInfoNCE(normalize=False, tau=self.tau)
-        return LpInfoNCE(p=self.p, tau=self.tau, simclr_compatibility_mode=True)
+        return LpInfoNCE(p=self.p, tau=self.tau, simclr_compatibility_mode=True, self_weight=self.self_weight)
 
     def output_normalization(self) -> str | None:
         if self.box_norm:
@@ -364,6 +367,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="'paper': the original defaults. 'fast': batch 1024, lr 3e-3 with cosine decay, tau 0.2, "
                         "10000 unsupervised steps only, encoder widths × 0.4 with LayerNorm; flags you give "
                         "explicitly still win.")
+    g.add_argument("--self-weight", type=float, default=1.0, **E,
+                   help="Weight of the anchor's own term in the Lp loss's log-sum-exp (the original's rolled "
+                        "negatives contain the anchor: 1). A small weight such as 0.01 removes the compression "
+                        "of the recovered latents near the box faces that a weight of 1 causes with few negatives.")
     g.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant", **E,
                    help="Learning-rate schedule over each phase.")
     g.add_argument("--hidden-scale", type=float, default=1.0, **E, help="Multiply the encoder's hidden widths (10n, 50n, …, 10n).")
