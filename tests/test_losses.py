@@ -179,3 +179,20 @@ def _check_pair(value_fn, ref_fn, h1, h2, atol=2e-5):
     assert v.item() == pytest.approx(r.item(), abs=atol, rel=1e-5)
     for a, c in zip(torch.autograd.grad(v, (h1, h2)), torch.autograd.grad(r, (h1, h2))):
         assert torch.allclose(a, c, atol=atol), (a - c).abs().max()
+
+
+@pytest.mark.parametrize("eps", [1.0, 0.01, 0.0])
+@pytest.mark.parametrize("normalize", [True, False])
+def test_dot_infonce_self_weight_matches_reference(eps, normalize):
+    h1, h2, _ = _data(torch.float64)
+
+    def ref(a, c):
+        if normalize:
+            a, c = a / a.norm(dim=1, keepdim=True), c / c.norm(dim=1, keepdim=True)
+        sim = (a @ a.T).masked_fill(torch.eye(a.shape[0], dtype=torch.bool), float("-inf")) / 0.5
+        own = (a * a).sum(1) / 0.5 + (math.log(eps) if eps > 0 else -math.inf)
+        pos = (a * c).sum(1) / 0.5
+        return (-pos + torch.logsumexp(torch.cat([sim, own[:, None], pos[:, None]], 1), 1)).mean()
+
+    loss = L.DotInfoNCE(normalize=normalize, tau=0.5, self_weight=eps)
+    _check_pair(lambda a, c: loss(a, c).total, ref, h1, h2, atol=1e-10)

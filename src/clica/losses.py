@@ -2,7 +2,8 @@
 
 Every contrastive loss is called as ``loss(h1, h2, h_neg=None)`` with
 ``h1 = f(x)``, ``h2 = f(x~)`` for positive pairs and ``h_neg`` the negatives
-(default: ``h1`` rolled by one, as the original code did). It returns a
+(InfoNCE default: the other anchors, plus the anchor itself with weight
+``self_weight``; weight 1 is the original code's ``h1`` rolled by one). It returns a
 :class:`LossOutput` with the mean loss, the per-item loss and named parts.
 
 Pairwise distances are computed with ``torch.cdist`` or a matrix product:
@@ -223,16 +224,26 @@ class DotInfoNCE:
     """InfoNCE with the dot-product similarity h·h'/τ (SimCLR; the vMF model on the sphere).
 
     ``normalize`` projects the representations onto the unit sphere first.
+    Without explicit negatives, the negatives are the other anchors and the
+    anchor's own similarity enters with weight ``self_weight`` (1: the
+    original's rolled negatives, which contain the anchor), as in :class:`LpInfoNCE`.
     """
 
-    def __init__(self, normalize: bool = False, tau: float = 1.0, alpha: float = 0.5):
+    def __init__(self, normalize: bool = False, tau: float = 1.0, alpha: float = 0.5, self_weight: float = 1.0):
+        if self_weight < 0:
+            raise ValueError(f"self_weight must be ≥ 0, got {self_weight}")
         self.normalize, self.tau, self.alpha = normalize, float(tau), float(alpha)
+        self.self_weight = float(self_weight)
 
     def __call__(self, h1, h2, h_neg=None) -> LossOutput:
-        h_neg = _negatives(h1, h_neg)
         if self.normalize:
-            h1, h2, h_neg = (F.normalize(t, dim=-1) for t in (h1, h2, h_neg))
-        neg = h1 @ h_neg.T
+            h1, h2 = F.normalize(h1, dim=-1), F.normalize(h2, dim=-1)
+        if h_neg is None:
+            neg = h1 @ h1.T
+            log_w = math.log(self.self_weight) if self.self_weight > 0 else -math.inf
+            neg = neg + torch.diag(torch.full_like(neg[0], log_w * self.tau))
+        else:
+            neg = h1 @ (F.normalize(h_neg, dim=-1) if self.normalize else h_neg).T
         pos = (h1 * h2).sum(-1)
         loss_pos = -pos / self.tau
         loss_neg = torch.logsumexp(torch.cat([neg, pos[:, None]], 1) / self.tau, dim=1)
