@@ -13,6 +13,7 @@ never as a B×B×n difference tensor.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -161,6 +162,9 @@ def negative_logsumexp(a, b, p: float, pow: bool, tau: float, extra=None, chunk:
     return _NegativeLogSumExp.apply(a, b, extra, float(p), pow, float(tau), chunk, bool(exclude_diagonal))
 
 
+# numba's OpenMP pool spins between kernels: sized to torch's threads (OMP_NUM_THREADS=1 gives a
+# one-thread pool), several pinned runs on one machine do not slow each other down five-fold
+os.environ.setdefault("NUMBA_NUM_THREADS", str(torch.get_num_threads()))
 try:  # numba is a hard dependency, but keep the torch path usable without it
     import numba  # noqa: F401
 
