@@ -41,6 +41,14 @@ def test_fast_preset_yields_to_explicit_flags():
     assert cfg.encoder_norm == "layer" and cfg.tau == mlp.PRESETS["fast"]["tau"]
 
 
+@pytest.mark.parametrize("p,loss_type", [("1", "LpInfoNCE"), ("0", "DotInfoNCE")])
+def test_self_weight_reaches_the_loss(p, loss_type):
+    """--self-weight: 1 (the original) by default, 0.01 in the fast preset, explicit values win."""
+    for argv, weight in ([], 1.0), (["--preset", "fast"], 0.01), (["--preset", "fast", "--self-weight", "0.5"], 0.5):
+        loss = mlp.config_from_args(build_parser().parse_args(["mlp", "--p", p, *argv])).loss()
+        assert type(loss).__name__ == loss_type and loss.self_weight == weight
+
+
 @pytest.mark.parametrize("argv,message", [
     (["--space-type", "box", "--c-p", "0"], "sphere"),
     (["--space-type", "unbounded"], "uniform"),
@@ -48,6 +56,7 @@ def test_fast_preset_yields_to_explicit_flags():
     (["--only-supervised", "--only-unsupervised"], "exclude"),
     (["--resume-training"], "--save-dir"),
     (["--batch-size", "1"], "batch-size"),
+    (["--self-weight", "-1"], "self-weight"),
 ])
 def test_clear_one_line_errors(tmp_path, capsys, argv, message):
     assert main(["mlp", *TINY, "--n-steps", "1", "--save-dir", str(tmp_path / "r"), *argv]
