@@ -426,3 +426,23 @@ def test_load_model_saved_by_the_original(tmp_path):
     torch.save(state, tmp_path / "broken.pt")
     with pytest.raises(ClicaError, match="does not fit"):
         load_state(build_encoder(args, layout), tmp_path / "broken.pt")
+
+
+def test_test_dataset_is_normalised_like_the_training_images(folder10, tmp_path, monkeypatch):
+    """A held-out folder with its own stats.json is still normalised with the training folder's statistics."""
+    import shutil
+
+    test_folder = tmp_path / "held_out"
+    shutil.copytree(folder10, test_folder)
+    (test_folder / "stats.json").write_text(json.dumps({"mean": [0.6, 0.5, 0.4], "std": [0.3, 0.3, 0.3]}))
+    seen = []
+
+    class Recording(td.ThreeDIdentSequential):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            seen.append(self.normalization)
+
+    monkeypatch.setattr(td, "ThreeDIdentSequential", Recording)
+    assert main(_cli(folder10, tmp_path, "--non-periodic-rotation-and-color", "--mode", "supervised",
+                     "--test-dataset", str(test_folder), "--run-dir", str(tmp_path / "run"))) == 0
+    assert seen == [(td.PUBLISHED_MEAN, td.PUBLISHED_STD)]

@@ -602,6 +602,7 @@ class _FolderData:
         self.latents = layout.select(raw, self.folder.root) if layout is not None else raw
         self.images = images
         self.loader = None
+        self.normalization = None  # (mean, std) the images are normalised with
         if images:
             size = tuple(image_size) if image_size else self.folder.image_shape()
             arr = None
@@ -617,6 +618,7 @@ class _FolderData:
                 mean, std, self.normalization_source = load_normalization(self.folder.root)
             else:
                 (mean, std), self.normalization_source = normalization, "given"
+            self.normalization = (tuple(mean), tuple(std))
             self.loader = ImageLoader(self.folder, size, arr, mean, std)
 
     @property

@@ -138,7 +138,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="Resize images to N or HxW (default: as stored, e.g. 224 for the release)")
     g.add_argument("--test-dataset", default=None,
                    help="Evaluate during training on this held-out 3DIdent folder instead of on "
-                        "samples of the training folder")
+                        "samples of the training folder (its images are normalised with the training "
+                        "folder's statistics)")
     g.add_argument("--nn-backend", default="kdtree", choices=("kdtree", "faiss"),
                    help="Exact nearest-neighbour search: scipy kd-tree (fast on these low-dimensional "
                         "latents) or faiss brute force (IndexFlatL2, as the original); "
@@ -443,7 +444,9 @@ def run(args) -> int:
           f"({'approximate faiss IVF/HNSW' if args.approximate_dataset_nn_search else 'exact, ' + args.nn_backend})")
     _describe_images(pairs)
     if test_folder is not None:
-        test_data = ThreeDIdentSequential(test_folder.root, layout, folder=test_folder, **data_kw)
+        # the encoder sees held-out images normalised exactly as its training images
+        test_data = ThreeDIdentSequential(test_folder.root, layout, folder=test_folder,
+                                          normalization=pairs.normalization, **data_kw)
         evalset = EvalSet(test_data, rng.permutation(test_folder.n)[:args.n_eval_samples], args.batch_size)
     else:
         idx, _ = pairs.sample_indices(args.n_eval_samples, seed=args.seed + 2)
