@@ -173,6 +173,10 @@ except ImportError:  # pragma: no cover
     _KERNELS_OK = False
 
 
+def _log_weight(w: float) -> float:
+    return math.log(w) if w > 0 else -math.inf
+
+
 def _lp(x: torch.Tensor, p: float, pow: bool) -> torch.Tensor:
     n = x.abs().pow(p).sum(-1)
     return n if pow else n.pow(1.0 / p)
@@ -210,16 +214,14 @@ class LpInfoNCE:
         loss_pos = pos / self.tau
         if h_neg is None:  # the other anchors, and the anchor itself with weight self_weight
             h_neg, n_neg, exclude = h1, h1.shape[0] - 1 + self.self_weight, True
-            extra = torch.full_like(loss_pos, math.log(self.self_weight) if self.self_weight > 0 else -math.inf)
+            extra = torch.full_like(loss_pos, _log_weight(self.self_weight))
         else:
             n_neg, exclude, extra = h_neg.shape[0], False, None
-        if self.simclr_compatibility_mode:
+        if self.simclr_compatibility_mode:  # the positive joins the log-sum-exp
             extra = -loss_pos if extra is None else torch.logaddexp(extra, -loss_pos)
-            loss_neg = negative_logsumexp(h1, h_neg, self.p, self.pow, self.tau, extra=extra,
-                                          exclude_diagonal=exclude)
-        else:
-            loss_neg = negative_logsumexp(h1, h_neg, self.p, self.pow, self.tau, extra=extra,
-                                          exclude_diagonal=exclude) - math.log(n_neg)
+        loss_neg = negative_logsumexp(h1, h_neg, self.p, self.pow, self.tau, extra=extra, exclude_diagonal=exclude)
+        if not self.simclr_compatibility_mode:
+            loss_neg = loss_neg - math.log(n_neg)
         per_item = 2 * (self.alpha * loss_pos + (1 - self.alpha) * loss_neg)
         return LossOutput(per_item.mean(), per_item, {"pos": loss_pos.mean(), "neg": loss_neg.mean()})
 
@@ -244,8 +246,7 @@ class DotInfoNCE:
             h1, h2 = F.normalize(h1, dim=-1), F.normalize(h2, dim=-1)
         if h_neg is None:
             neg = h1 @ h1.T
-            log_w = math.log(self.self_weight) if self.self_weight > 0 else -math.inf
-            neg = neg + torch.diag(torch.full_like(neg[0], log_w * self.tau))
+            neg = neg + torch.diag(torch.full_like(neg[0], _log_weight(self.self_weight) * self.tau))
         else:
             neg = h1 @ (F.normalize(h_neg, dim=-1) if self.normalize else h_neg).T
         pos = (h1 * h2).sum(-1)
