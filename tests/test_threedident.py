@@ -313,6 +313,8 @@ def _cli(folder, tmp, *extra):
     (["--position-only", "--rotation-only"], "contradict"),
     (["--box-constraint", "fix", "--sphere-constraint", "learnable"], "contradict"),
     (["--save-every", "5"], "requires --save-model"),
+    (["--tau", "0"], "--tau"),
+    (["--self-weight", "-0.5"], "--self-weight"),
     (["--no-spotlight"], "only supported with --non-periodic"),
     (["--position-only", "--non-periodic-rotation-and-color"], "cannot be combined"),
     ([], "10 columns but the chosen latent space has 11"),
@@ -335,6 +337,7 @@ def test_missing_dataset_is_a_one_line_error(tmp_path, capsys):
     ["--mode", "unsupervised", "--unsupervised-loss", "l1", "--box-constraint", "learnable"],
     ["--mode", "unsupervised", "--unsupervised-loss", "l2", "--nn-backend", "faiss"],
     ["--mode", "unsupervised", "--unsupervised-loss", "l3", "--non-periodical-conditional", "l3"],
+    ["--mode", "unsupervised", "--unsupervised-loss", "l1", "--tau", "0.2", "--self-weight", "0.01"],
     ["--mode", "unsupervised", "--unsupervised-loss", "vmf", "--sphere-constraint", "fix",
      "--non-periodical-conditional", "l1"],
     ["--mode", "supervised", "--supervised-loss", "mse", "--approximate-dataset-nn-search"],
@@ -446,3 +449,14 @@ def test_test_dataset_is_normalised_like_the_training_images(folder10, tmp_path,
     assert main(_cli(folder10, tmp_path, "--non-periodic-rotation-and-color", "--mode", "supervised",
                      "--test-dataset", str(test_folder), "--run-dir", str(tmp_path / "run"))) == 0
     assert seen == [(td.PUBLISHED_MEAN, td.PUBLISHED_STD)]
+
+
+def test_tau_and_self_weight_reach_the_loss():
+    from clica.cli import build_parser
+    from clica.experiments.threedident import build_loss
+
+    layout = td.latent_layout(non_periodic_rotation_and_color=True)
+    for argv, (tau, weight) in ([], (1.0, 1.0)), (["--tau", "0.2", "--self-weight", "0.01"], (0.2, 0.01)):
+        args = build_parser().parse_args(["3dident", "--offline-dataset", "x", *argv])
+        loss = build_loss(args, layout)
+        assert (loss.tau, loss.self_weight) == (tau, weight)

@@ -39,7 +39,7 @@ _RUN_DEFINING = (
     "no_spotlight_color", "no_spotlight", "non_periodic_rotation_and_color", "dummy_mixing",
     "identity_solution", "identity_mixing_and_solution", "box_constraint", "sphere_constraint",
     "supervised_loss", "unsupervised_loss", "non_periodical_conditional", "sigma", "image_size",
-    "approximate_dataset_nn_search",
+    "approximate_dataset_nn_search", "tau", "self_weight",
 )
 
 
@@ -147,6 +147,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--checkpoint-every", type=int, default=500,
                    help="Steps between resumable checkpoints in the run folder")
     g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    g.add_argument("--tau", type=float, default=1.0, help="Temperature of the InfoNCE losses (the original: 1)")
+    g.add_argument("--self-weight", type=float, default=1.0,
+                   help="Weight of the anchor's own term in the InfoNCE log-sum-exp (the original's rolled "
+                        "negatives: 1); see clica mlp --self-weight")
 
 
 # ---------------------------------------------------------------------------
@@ -157,6 +161,10 @@ def check_arguments(args) -> None:
     """The original's assertions, as one-line errors (plus a few checks of our own)."""
     if args.no_spotlight:
         args.no_spotlight_color = args.no_spotlight_position = True
+    if args.tau <= 0:
+        raise ClicaError(f"--tau must be positive, got {args.tau}")
+    if args.self_weight < 0:
+        raise ClicaError(f"--self-weight must be ≥ 0, got {args.self_weight}")
     if args.save_every is not None and args.save_every <= 0:
         raise ClicaError(f"--save-every must be positive, got {args.save_every}")
     if args.save_every is not None and args.save_model is None:
@@ -215,12 +223,13 @@ def build_loss(args, layout):
     """The unsupervised loss of the original for the layout (blocks: non-periodic, periodic)."""
     from ..losses import BlockLoss, DotInfoNCE, LpInfoNCE
 
-    spherical = DotInfoNCE(normalize=False, tau=1.0)
+    common = dict(tau=args.tau, self_weight=args.self_weight)
+    spherical = DotInfoNCE(normalize=False, **common)
     if args.unsupervised_loss == "vmf":
-        nonspherical = DotInfoNCE(normalize=True, tau=1.0)
+        nonspherical = DotInfoNCE(normalize=True, **common)
     else:
         p = {"l1": 1.0, "l2": 2.0, "l3": 3.0}[args.unsupervised_loss]
-        nonspherical = LpInfoNCE(p=p, tau=1.0, simclr_compatibility_mode=True, pow=True)
+        nonspherical = LpInfoNCE(p=p, simclr_compatibility_mode=True, pow=True, **common)
     k, n = layout.n_non_angular, layout.dim
     if layout.n_angular == 0:
         return nonspherical
