@@ -246,7 +246,8 @@ class DotInfoNCE:
             h1, h2 = F.normalize(h1, dim=-1), F.normalize(h2, dim=-1)
         if h_neg is None:
             neg = h1 @ h1.T
-            neg = neg + torch.diag(torch.full_like(neg[0], _log_weight(self.self_weight) * self.tau))
+            if self.self_weight != 1.0:  # in place: no second B×B matrix (mm's backward needs only its inputs)
+                neg.diagonal().add_(_log_weight(self.self_weight) * self.tau)
         else:
             neg = h1 @ (F.normalize(h_neg, dim=-1) if self.normalize else h_neg).T
         pos = (h1 * h2).sum(-1)
