@@ -327,6 +327,17 @@ def test_contradictory_flags_are_one_line_errors(folder10, tmp_path, capsys, ext
     assert match in err and len(err.splitlines()) == 1 and "Traceback" not in err
 
 
+@pytest.mark.parametrize("as_test_set", [False, True])
+def test_periodic_folder_with_non_periodic_flag_is_an_error(folder10, folder11, tmp_path, capsys, as_test_set):
+    # columns 3-9 of an 11-column render are sphere coordinates: indexing them as angles scores the wrong targets
+    train, extra = (folder10, ["--test-dataset", str(folder11)]) if as_test_set else (folder11, [])
+    argv = _cli(train, tmp_path, "--non-periodic-rotation-and-color", "--run-dir", str(tmp_path / "r"), *extra)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "has 11 columns" in err and "periodic render" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
 def test_missing_dataset_is_a_one_line_error(tmp_path, capsys):
     assert main(_cli(tmp_path / "nope", tmp_path)) == 2
     err = capsys.readouterr().err.strip()

@@ -210,11 +210,16 @@ class LatentLayout:
     space as (kind, size) blocks, kind ``"box"`` ([-1, 1]^size) or ``"sphere"``
     (unit sphere in R^size), in column order. The first ``n_non_angular``
     latents are non-periodic (box), the remaining ``n_angular`` periodic (sphere).
+    ``n_columns``: the column count a folder must have when ``dimensions`` is set
+    (``None``: any that holds those columns). The non-periodic layouts need the
+    10-column release: columns 3–9 of an 11-column periodic render are sphere
+    coordinates, not angles, so picking them by index would score the wrong targets.
     """
 
     dimensions: tuple[int, ...] | None
     parts: tuple[tuple[str, int], ...]
     names: tuple[str, ...]
+    n_columns: int | None = None
 
     @property
     def dim(self) -> int:
@@ -239,6 +244,12 @@ class LatentLayout:
                     + ("a 10-column release is non-periodic: pass --non-periodic-rotation-and-color"
                        if d == 10 and self.n_angular else "render the dataset with the matching flags"))
             return np.ascontiguousarray(raw_latents, dtype=np.float32)
+        if self.n_columns is not None and d != self.n_columns:
+            raise ClicaError(
+                f"{root}/raw_latents.npy has {d} columns but --non-periodic-rotation-and-color needs the "
+                f"{self.n_columns}-column non-periodic release; "
+                + ("this looks like a periodic render: drop the flag or render with it"
+                   if d == 11 else "render the dataset with --non-periodic-rotation-and-color"))
         if max(self.dimensions) >= d:
             raise ClicaError(f"{root}/raw_latents.npy has {d} columns but the chosen latents need "
                              f"columns {list(self.dimensions)}")
@@ -301,7 +312,7 @@ def latent_layout(
         names = tuple(LATENT_NAMES[d] for d in dims)
         parts = [("box", sum(s for _, s in parts))]
         assert len(dims) == parts[0][1]
-        return LatentLayout(tuple(dims), tuple(parts), names)
+        return LatentLayout(tuple(dims), tuple(parts), names, n_columns=len(LATENT_NAMES))
 
     if no_spotlight_position or no_spotlight_color:
         flag = "--no-spotlight-position" if no_spotlight_position else "--no-spotlight-color"
