@@ -95,6 +95,20 @@ def test_matching_is_one_search_call_per_batch(monkeypatch):
     assert calls2 == [128]
 
 
+@pytest.mark.parametrize("approximate", [False, True])
+def test_faiss_threads_leave_torch_threads_alone(approximate):
+    # faiss shares torch's OpenMP runtime: a global faiss thread count used to become torch's
+    own = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        lat = np.random.default_rng(0).random((2000, 10), dtype=np.float32)
+        m = td.LatentMatcher(lat, approximate=approximate, backend="faiss", threads=1)
+        m.match_pairs(lat[:8], lat[8:16])
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(own)
+
+
 def test_approximate_matching_valid_and_distinct():
     rng = np.random.default_rng(2)
     latents = rng.uniform(-1, 1, (5000, 10)).astype(np.float32)
@@ -336,6 +350,17 @@ def test_periodic_folder_with_non_periodic_flag_is_an_error(folder10, folder11, 
     err = capsys.readouterr().err.strip()
     assert "has 11 columns" in err and "periodic render" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "r").exists()
+
+
+def test_faiss_omp_threads_does_not_set_training_threads(folder10, tmp_path):
+    own = torch.get_num_threads()
+    try:
+        argv = _cli(folder10, tmp_path, "--non-periodic-rotation-and-color", "--run-dir", str(tmp_path / "r"),
+                    "--threads", "2", "--nn-backend", "faiss")  # _cli passes --faiss-omp-threads 1
+        assert main(argv) == 0
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(own)
 
 
 def test_missing_dataset_is_a_one_line_error(tmp_path, capsys):

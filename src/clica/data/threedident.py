@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -47,7 +48,7 @@ __all__ = [
     "LatentLayout",
     "latent_layout",
     "latent_space_for",
-    "set_faiss_threads",
+    "faiss_threads",
     "LatentMatcher",
     "cache_file",
     "build_image_cache",
@@ -365,12 +366,22 @@ def latent_space_for(layout: LatentLayout, conditional: str = "l2", sigma: float
 # nearest-neighbour matching
 # ---------------------------------------------------------------------------
 
-def set_faiss_threads(n: int | None) -> None:
-    """faiss's OpenMP thread count (``--faiss-omp-threads``); ``None`` or ≤ 0 leaves it."""
+@contextmanager
+def faiss_threads(n: int):
+    """Run faiss calls with ``n`` OpenMP threads, then give torch its own count back.
+
+    faiss and torch share one OpenMP runtime, so a global
+    ``faiss.omp_set_num_threads`` also sets torch's threads: ``--faiss-omp-threads 1``
+    made training single-threaded, the default 16 oversubscribed small machines.
+    """
     import faiss
 
-    if n is not None and n > 0:
-        faiss.omp_set_num_threads(int(n))
+    own = torch.get_num_threads()
+    faiss.omp_set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(own)
 
 
 class LatentMatcher:
@@ -388,8 +399,8 @@ class LatentMatcher:
     ``approximate=True`` builds the original's faiss IVF index with an HNSW
     coarse quantiser (``IVF{nlist}_HNSW32,Flat``, nprobe 10), ``nlist`` = 1024 for
     large folders and smaller for small ones (≥ 39 training points per list).
-    ``threads``: worker threads of the kd-tree queries (faiss's own count is set
-    globally with :func:`set_faiss_threads`).
+    ``threads`` (``--faiss-omp-threads``): kd-tree query workers, or faiss's
+    OpenMP threads during its calls only (see :func:`faiss_threads`).
     """
 
     BACKENDS = ("kdtree", "faiss")
@@ -412,14 +423,15 @@ class LatentMatcher:
             return
         import faiss
 
-        if approximate:
-            nlist = int(min(1024, max(1, n // 39)))
-            index = faiss.index_factory(d, f"IVF{nlist}_HNSW32,Flat")
-            index.train(self.latents)
-            index.nprobe = min(10, nlist)
-        else:
-            index = faiss.IndexFlatL2(d)
-        index.add(self.latents)
+        with faiss_threads(self.threads):
+            if approximate:
+                nlist = int(min(1024, max(1, n // 39)))
+                index = faiss.index_factory(d, f"IVF{nlist}_HNSW32,Flat")
+                index.train(self.latents)
+                index.nprobe = min(10, nlist)
+            else:
+                index = faiss.IndexFlatL2(d)
+            index.add(self.latents)
         self.index = index
 
     def search(self, queries: np.ndarray | torch.Tensor, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -431,7 +443,8 @@ class LatentMatcher:
             dist, idx = self.tree.query(q, k, workers=self.threads)
             dist, idx = np.asarray(dist).reshape(len(q), k), np.asarray(idx).reshape(len(q), k)
             return (dist ** 2).astype(np.float32), idx.astype(np.int64)
-        dist, idx = self.index.search(q, k)
+        with faiss_threads(self.threads):
+            dist, idx = self.index.search(q, k)
         if self.approximate and (idx < 0).any():  # too few points in the probed lists
             rows = np.nonzero((idx < 0).any(1))[0]
             d2 = ((q[rows, None, :] - self.latents[None]) ** 2).sum(-1)

@@ -361,7 +361,6 @@ def _norm(v):
 def run(args) -> int:
     from ..data.threedident import (
         ThreeDIdentFolder, ThreeDIdentPairs, ThreeDIdentSequential, latent_layout, latent_space_for,
-        set_faiss_threads,
     )
     from ..losses import SUPERVISED_LOSSES
 
@@ -385,7 +384,6 @@ def run(args) -> int:
     device = resolve_device(args.device, args.no_cuda)
     if args.threads:
         torch.set_num_threads(args.threads)
-    set_faiss_threads(args.faiss_omp_threads)
     run_dir.write_config({**_config(args), "latent_dimensions": layout.dimensions,
                           "latent_space": layout.describe(), "latent_names": list(layout.names)})
 
