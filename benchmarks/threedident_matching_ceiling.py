@@ -22,8 +22,7 @@ import torch
 
 from clica import metrics, mixing
 from clica.data import threedident as td
-from clica.losses import LpInfoNCE
-from clica.models import mlp_encoder
+from clica.experiments.mlp import PRESETS, MLPConfig, build_encoder
 
 
 def main() -> None:
@@ -36,15 +35,16 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     bs = 512
+    cfg = MLPConfig(n=10, p=2, seed=0, **{**PRESETS["fast"], "batch_size": bs, "n_steps": a.steps,
+                                          "self_weight": a.self_weight})
     layout = td.latent_layout(non_periodic_rotation_and_color=True)
     pairs = td.ThreeDIdentPairs(a.data, td.latent_space_for(layout, "l2", a.sigma), layout, batch_size=bs,
                                 images=False, seed=0)
     g = mixing.invertible_mlp(10, 3, "leaky_relu", cond_thresh_ratio=0.0, n_iter_cond_thresh=25000, seed=0)
-    torch.manual_seed(0)
-    f = mlp_encoder(10, 10, [40, 200, 200, 200, 200, 40], layer_norm=True)
-    opt = torch.optim.Adam(f.parameters(), lr=3e-3)
+    f = build_encoder(cfg, 0)
+    opt = torch.optim.Adam(f.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, a.steps)
-    loss_fn = LpInfoNCE(p=2.0, tau=0.2, self_weight=a.self_weight)
+    loss_fn = cfg.loss()
     z_eval = torch.from_numpy(pairs.latents[pairs.sample_indices(4096, seed=12345)[0]])
     x_eval = g(z_eval)
     gaps, t0 = [], time.time()
