@@ -24,6 +24,7 @@ import torch
 from clica.data.kitti_masks import KittiMasks, PairLoader, generate_synthetic, write_kitti_pickle
 from clica.experiments.kitti import build_model, evaluate_mcc
 from clica.losses import LpInfoNCE
+from clica.models import to_device
 from clica.runs import seed_everything
 from clica.slowvae import SlowVAELoss
 
@@ -31,7 +32,7 @@ from clica.slowvae import SlowVAELoss
 def train(ds, model, lr, augment, seed, steps, eval_every, device, batch_size, p, box_norm, n_eval, log):
     args = argparse.Namespace(model=model, z_dim=10, box_norm=box_norm)
     seed_everything(seed)
-    net = build_model(args).to(device)
+    net = to_device(build_model(args), device)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     loss_fn = SlowVAELoss(1.0, 10.0, 6.0) if model == "slowvae" else LpInfoNCE(p=p)
     loader = PairLoader(ds, batch_size, augment=augment, seed=seed, device=device)

@@ -3,7 +3,7 @@ import torch
 
 from clica.errors import ClicaError
 from clica.mixing import invertible_mlp
-from clica.models import BoxNorm, SphereNorm, mlp_encoder
+from clica.models import BoxNorm, SphereNorm, mlp_encoder, to_device
 
 
 @pytest.mark.parametrize("act", ["leaky_relu", "smooth_leaky_relu", "elu", "softplus"])
@@ -65,3 +65,21 @@ def test_encoder_layer_norm_option():
     f = mlp_encoder(3, 3, [16, 16], None, layer_norm=True)
     assert sum(isinstance(m, torch.nn.LayerNorm) for m in f) == 2
     assert f(torch.randn(5, 3)).shape == (5, 3)
+
+
+def test_to_device_cpu_uses_channels_last_and_keeps_outputs_and_state():
+    from clica.models.conv import ConvVAE
+
+    torch.manual_seed(0)
+    ref = ConvVAE(4, nc=1).eval()
+    net = ConvVAE(4, nc=1).eval()
+    net.load_state_dict(ref.state_dict())
+    net = to_device(net, "cpu")
+    convs = [m.weight for m in net.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    x = torch.rand(3, 1, 64, 64)
+    with torch.no_grad():
+        for a, b in zip(net(x), ref(x)):
+            torch.testing.assert_close(a.contiguous(), b, rtol=1e-4, atol=1e-5)
+    for k, v in net.state_dict().items():
+        torch.testing.assert_close(v, ref.state_dict()[k])

@@ -30,7 +30,7 @@ from ..data.kitti_masks import FACTOR_NAMES, KittiMasks, PairLoader, Prefetcher,
 from ..errors import ClicaError
 from ..losses import LpInfoNCE
 from ..metrics import mcc
-from ..models import output_normalization
+from ..models import output_normalization, to_device
 from ..models.conv import ConvEncoderNet, ConvVAE
 from ..runs import RunDir, atomic_write_json, resolve_device, seed_everything
 from ..slowvae import SlowVAELoss
@@ -321,7 +321,7 @@ def run_one(args, seed: int, dataset: KittiMasks, data_path: Path, device) -> di
     config = _config(args, seed, data_path, dataset, device)
 
     seed_everything(seed)
-    net = build_model(args).to(device)
+    net = to_device(build_model(args), device)
     optim = torch.optim.Adam(net.parameters(), lr=args.lr, betas=(args.beta1, args.beta2))
     loader = PairLoader(dataset, args.batch_size, augment=args.augment, seed=seed, device=device)
 

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..errors import ClicaError
+from ..models import to_device
 from ..runs import RunDir, atomic_torch_save, resolve_device, resolve_seed, seed_everything
 from ..training import train_loop
 
@@ -395,7 +396,7 @@ def run(args) -> int:
     print(f"run folder: {run_dir.path}  seed: {args.seed}  device: {device}")
 
     # model -------------------------------------------------------------------
-    f = build_encoder(args, layout).to(device)
+    f = to_device(build_encoder(args, layout), device)
     g = None
     if args.dummy_mixing:
         from ..mixing import invertible_mlp

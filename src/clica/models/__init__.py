@@ -13,7 +13,7 @@ from torch import nn
 
 from ..errors import ClicaError
 
-__all__ = ["SphereNorm", "BoxNorm", "OUTPUT_NORMALIZATIONS", "output_normalization", "mlp_encoder"]
+__all__ = ["SphereNorm", "BoxNorm", "OUTPUT_NORMALIZATIONS", "output_normalization", "mlp_encoder", "to_device"]
 
 
 class SphereNorm(nn.Module):
@@ -82,3 +82,18 @@ def mlp_encoder(n_in: int, n_out: int, hidden: Sequence[int], output_normalizati
             layers.append(nn.LeakyReLU())
     layers.append(_normalization_layer(output_normalization, n_out, **norm_kwargs))
     return nn.Sequential(*layers)
+
+
+def to_device(model: nn.Module, device) -> nn.Module:
+    """Move ``model`` to ``device``; on the CPU also into the channels-last layout.
+
+    oneDNN runs convolutions faster on channels-last weights (and then keeps the
+    activations channels-last): a KITTI encoder step is ~1.2× faster, ``clica kitti``
+    ~1.5× end to end; ResNet-18 gains up to ~1.1× (``benchmarks/conv_layout.py``).
+    Only 4-D weights change layout; values and state dicts are the same.
+    """
+    device = torch.device(device)
+    model = model.to(device)
+    if device.type == "cpu":
+        model = model.to(memory_format=torch.channels_last)
+    return model
