@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -431,6 +433,35 @@ def test_save_load_test_mode_and_resume(folder10, tmp_path, capsys):
     assert main(_cli(folder10, tmp_path, "--non-periodic-rotation-and-color", "--position-only", "--mode", "test",
                      "--load-model", str(model), "--run-dir", str(tmp_path / "t2"))) == 2
 
+
+
+def test_sigterm_checkpoints_the_current_step_and_the_resumed_run_is_exact(folder10, tmp_path, monkeypatch):
+    from clica.experiments import threedident as exp
+
+    def argv(run):
+        args = _cli(folder10, tmp_path, "--non-periodic-rotation-and-color", "--mode", "unsupervised",
+                    "--run-dir", str(run), "--checkpoint-every", "100")
+        args[args.index("--iterations") + 1] = "5"
+        return args
+
+    assert main(argv(tmp_path / "a")) == 0
+    real_loop = exp.train_loop
+
+    def terminated_loop(step, **kw):
+        def stepper(i):
+            if i == 3:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return step(i)
+        return real_loop(stepper, **kw)
+
+    monkeypatch.setattr(exp, "train_loop", terminated_loop)
+    assert main(argv(tmp_path / "b")) == 130
+    assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["step"] == 3
+    assert not (tmp_path / "b" / "summary.json").exists()
+    monkeypatch.setattr(exp, "train_loop", real_loop)
+    assert main(argv(tmp_path / "b")) == 0
+    fa, fb = (torch.load(tmp_path / x / "checkpoint.pt", weights_only=False)["model"] for x in "ab")
+    assert all(torch.equal(fa[k], fb[k]) for k in fa)
 
 def test_dataloader_workers_see_the_same_batch_stream(folder10):
     layout = td.latent_layout(non_periodic_rotation_and_color=True)

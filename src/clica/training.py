@@ -3,24 +3,60 @@
 An experiment supplies a ``step`` function (one optimisation step, returns
 scalar statistics), an optional ``evaluate`` function and a ``checkpoint``
 function; the loop handles step counting (1-based, as the original scripts),
-resumption from ``start_step``, logging to the run folder, progress and
-periodic checkpoints.
+resumption from ``start_step``, logging to the run folder, progress,
+periodic checkpoints and stopping cleanly on Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from typing import Callable
 
 from .progress import Progress
 from .runs import RunDir
 
-__all__ = ["is_log_step", "train_loop"]
+__all__ = ["is_log_step", "StopRequest", "train_loop"]
 
 
 def is_log_step(step: int, every: int, last: int) -> bool:
     """Log at steps 1, 1 + every, 1 + 2·every, ... and at the last step (every ≥ 1)."""
     return (step - 1) % every == 0 or step == last
+
+
+class StopRequest:
+    """Turns SIGINT and SIGTERM into a request to stop after the current step.
+
+    A step interrupted half-way (say, between two parameters of an optimiser
+    step) would leave a state that cannot be saved, so the first signal only
+    sets ``signum``; the loop finishes the step, checkpoints and raises
+    :class:`KeyboardInterrupt`. A second signal interrupts at once. Signals the
+    process ignores (a background job's SIGINT) stay ignored; outside the main
+    thread nothing is installed.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._previous: dict = {}
+
+    def __enter__(self) -> "StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                if signal.getsignal(sig) is not signal.SIG_IGN:
+                    self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
 
 
 def train_loop(
@@ -43,7 +79,10 @@ def train_loop(
     At log steps the record holds the step, wall time, the mean of each step
     statistic since the last log, and ``evaluate(i)``'s scores; it is appended
     to ``run``'s ``metrics.jsonl`` and printed. ``checkpoint(i)`` is called every
-    ``checkpoint_every`` steps (0: never) and always after the last step.
+    ``checkpoint_every`` steps (0: never) and always after the last step; on
+    Ctrl-C or SIGTERM the loop ends the current step, calls
+    ``checkpoint(i, force=True)`` (which must save the resumable state whatever
+    the step) and raises :class:`KeyboardInterrupt`.
 
     ``window`` (optional) is a dict the loop keeps the running sums of the
     current log window in; save it with a checkpoint and pass it back on resume
@@ -57,7 +96,7 @@ def train_loop(
     window.setdefault("sums", {})
     window.setdefault("count", 0)
     t0 = time.monotonic()
-    with Progress(n_steps, desc=desc, initial=start_step, unit="step") as bar:
+    with StopRequest() as stop, Progress(n_steps, desc=desc, initial=start_step, unit="step") as bar:
         say = echo or bar.write
         for i in range(start_step + 1, n_steps + 1):
             stats = step(i)
@@ -81,6 +120,12 @@ def train_loop(
             if checkpoint is not None and checkpoint_every and i % checkpoint_every == 0 and i != n_steps:
                 checkpoint(i)
             bar.update(1, **{k: f"{float(v):.4f}" for k, v in stats.items()})
+            if stop.signum is not None:
+                if checkpoint is not None:
+                    checkpoint(i, force=True)
+                say(f"stopped after step {i} ({signal.Signals(stop.signum).name})"
+                    + ("; checkpoint saved" if checkpoint is not None else ""))
+                raise KeyboardInterrupt
     if checkpoint is not None and n_steps > start_step:
         checkpoint(n_steps)
     return records

@@ -386,11 +386,11 @@ def run_one(args, seed: int, dataset: KittiMasks, data_path: Path, device) -> di
             return {}
         return {"mcc": evaluate_mcc(net, dataset, device, args.log_mcc, args.correlation, seed=1)["mcc"]}
 
-    def checkpoint(i: int) -> None:
+    def checkpoint(i: int, force: bool = False) -> None:
         s = {"iter": i, "model_states": {"net": net.state_dict()},
              "optim_states": {"optim": optim.state_dict()}, "loader": source.state_dict(),
              "config": config}
-        if i % args.save_step == 0 or i == max_iter:
+        if force or i % args.save_step == 0 or i == max_iter:
             ckpts.save_checkpoint(s, "last")
         if i % NUMBERED_CHECKPOINT_EVERY == 0:
             ckpts.save_checkpoint(s, str(i))

@@ -228,7 +228,7 @@ class MLPExperiment:
             f.train()
             return out
 
-        def checkpoint(i: int) -> None:
+        def checkpoint(i: int, force: bool = False) -> None:  # saves at every call
             self.run.save_checkpoint({
                 "phase": phase, "phase_index": index, "step": i, "encoder": f.state_dict(),
                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict() if sched else None,
@@ -303,7 +303,8 @@ def run_mlp(cfg: MLPConfig, save_dir: str | Path, resume: bool = False, echo=pri
                 continue
             if index == saved_index:
                 phase_state = state
-        echo(f"{phase} training: {n_steps} steps")
+        resumed = f", resuming from step {phase_state['step']}" if phase_state else ""
+        echo(f"{phase} training: {n_steps} steps{resumed}")
         f = exp.train_phase(phase, index, n_steps, phase_state)
         summary["phases"][phase] = _phase_summary(exp, f, phase, run, echo)
     summary["train_time_s"] = round(time.monotonic() - t0, 2)

@@ -517,9 +517,9 @@ def run(args) -> int:
         last_eval.update(record=record, z=z, h=h)
         return record
 
-    def checkpoint(i: int) -> None:
+    def checkpoint(i: int, force: bool = False) -> None:
         final = i == args.iterations
-        if final or i % args.checkpoint_every == 0:
+        if force or final or i % args.checkpoint_every == 0:
             run_dir.save_checkpoint({"step": i, "model": f.state_dict(),
                                      "optimizer": optimizer.state_dict() if optimizer else None,
                                      "seed": args.seed})

@@ -1,0 +1,47 @@
+"""The shared training loop stops cleanly on Ctrl-C / SIGTERM: after the current step, with a checkpoint."""
+
+import os
+import signal
+
+import pytest
+
+from clica.training import train_loop
+
+
+def _stepper(done, at, *signals):
+    def step(i):
+        if i == at:
+            for sig in signals:  # delivered mid-step
+                os.kill(os.getpid(), sig)
+        done.append(i)
+        return {"x": float(i)}
+    return step
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_ends_the_step_checkpoints_and_raises(sig):
+    before = signal.getsignal(sig)
+    done, saved = [], []
+    with pytest.raises(KeyboardInterrupt):
+        train_loop(_stepper(done, 4, sig), n_steps=10, log_every=100, checkpoint_every=3,
+                   checkpoint=lambda i, force=False: saved.append((i, force)))
+    assert done == [1, 2, 3, 4]
+    assert saved == [(3, False), (4, True)]
+    assert signal.getsignal(sig) is before
+
+
+def test_a_second_signal_interrupts_at_once():
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        train_loop(_stepper(done, 2, signal.SIGINT, signal.SIGINT), n_steps=5, log_every=100)
+    assert done == [1]
+
+
+def test_an_ignored_signal_stays_ignored():
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as in a background job
+    try:
+        done = []
+        train_loop(_stepper(done, 2, signal.SIGINT), n_steps=4, log_every=100)
+        assert done == [1, 2, 3, 4]
+    finally:
+        signal.signal(signal.SIGINT, old)
