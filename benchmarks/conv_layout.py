@@ -18,32 +18,16 @@ import time
 import torch
 
 from clica.models import to_device
-
-
-def _rn18():
-    from clica.models.resnet import resnet_encoder
-
-    return lambda: resnet_encoder("rn18", 10)
-
-
-def _kitti_encoder():
-    from clica.models.conv import ConvEncoderNet
-
-    return lambda: ConvEncoderNet(10, nc=1)
-
-
-def _slowvae():
-    from clica.models.conv import ConvVAE
-
-    return lambda: ConvVAE(10, nc=1)
+from clica.models.conv import ConvEncoderNet, ConvVAE
+from clica.models.resnet import resnet_encoder
 
 
 # name → (model factory, input shape, what the step's loss reads from the output)
 MODELS = {
-    "rn18-64": (_rn18(), (128, 3, 64, 64), lambda out: out),       # batch 64 pairs at 64 px
-    "rn18-224": (_rn18(), (16, 3, 224, 224), lambda out: out),    # 8 pairs at the release's size
-    "kitti-encoder": (_kitti_encoder(), (64, 1, 64, 64), lambda out: out),
-    "slowvae": (_slowvae(), (64, 1, 64, 64), lambda out: out[0]),
+    "rn18-64": (lambda: resnet_encoder("rn18", 10), (128, 3, 64, 64), lambda out: out),  # 64 pairs at 64 px
+    "rn18-224": (lambda: resnet_encoder("rn18", 10), (16, 3, 224, 224), lambda out: out),  # 8 pairs, release size
+    "kitti-encoder": (lambda: ConvEncoderNet(10, nc=1), (64, 1, 64, 64), lambda out: out),
+    "slowvae": (lambda: ConvVAE(10, nc=1), (64, 1, 64, 64), lambda out: out[0]),
 }
 
 

@@ -22,13 +22,9 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from clica.data.threedident import ThreeDIdentSequential, latent_layout, load_normalization
-from clica.experiments.threedident import build_encoder, load_state
+from clica.data.threedident import ThreeDIdentSequential, load_normalization
+from clica.experiments.threedident import build_encoder, layout_for, load_state
 from clica.metrics import linear_fit
-
-LAYOUT_FLAGS = ("position_only", "rotation_and_color_only", "rotation_only", "color_only",
-                "no_spotlight_position", "no_spotlight_color", "non_periodic_rotation_and_color")
-
 
 def encode_layers(f, data, n: int, batch: int = 256) -> tuple[np.ndarray, dict]:
     """True latents and the features of the first ``n`` images at three layers of ``f``."""
@@ -41,8 +37,11 @@ def encode_layers(f, data, n: int, batch: int = 256) -> tuple[np.ndarray, dict]:
             h = backbone(x)
             zs.append(z), fc.append(h), out.append(rest(h))
     hook.remove()
-    cat = lambda xs: torch.cat(xs).numpy().astype(np.float64)  # noqa: E731
-    return cat(zs), {"pooled": cat(pooled), "classifier": cat(fc), "output": cat(out)}
+    return _cat(zs), {"pooled": _cat(pooled), "classifier": _cat(fc), "output": _cat(out)}
+
+
+def _cat(xs) -> np.ndarray:
+    return torch.cat(xs).numpy().astype(np.float64)
 
 
 def main(argv=None) -> None:
@@ -58,7 +57,7 @@ def main(argv=None) -> None:
     test_root = args.test_dataset or cfg.test_dataset
     if not test_root:
         ap.error("the run has no --test-dataset: give one")
-    layout = latent_layout(**{k: getattr(cfg, k) for k in LAYOUT_FLAGS})
+    layout = layout_for(cfg)
     f = build_encoder(cfg, layout)
     load_state(f, run / "checkpoint.pt")
     f.eval()
@@ -74,6 +73,8 @@ def main(argv=None) -> None:
         r = linear_fit(np.concatenate([z_fit[:n], z_test[:n]]), np.concatenate([fit[name][:n], test[name][:n]]),
                        train_test_split=True)
         print(f"{name:11s} {fit[name].shape[1]:5d} {r.r2:8.3f}  {np.round(r.r2_per_dim, 2).tolist()}")
+        if fit[name].shape[1] >= n:
+            print(f"  note: {n} samples for {fit[name].shape[1]} features overfit; raise --n")
 
 
 if __name__ == "__main__":

@@ -202,6 +202,17 @@ def check_arguments(args) -> None:
         args.encoder = "rn152"
 
 
+def layout_for(args):
+    """The latent layout chosen by a run's flags (``args`` or a saved ``config.json`` as a namespace)."""
+    from ..data.threedident import latent_layout
+
+    return latent_layout(
+        position_only=args.position_only, rotation_and_color_only=args.rotation_and_color_only,
+        rotation_only=args.rotation_only, color_only=args.color_only,
+        no_spotlight_position=args.no_spotlight_position, no_spotlight_color=args.no_spotlight_color,
+        non_periodic_rotation_and_color=args.non_periodic_rotation_and_color)
+
+
 # ---------------------------------------------------------------------------
 # model
 # ---------------------------------------------------------------------------
@@ -360,17 +371,11 @@ def _norm(v):
 
 
 def run(args) -> int:
-    from ..data.threedident import (
-        ThreeDIdentFolder, ThreeDIdentPairs, ThreeDIdentSequential, latent_layout, latent_space_for,
-    )
+    from ..data.threedident import ThreeDIdentFolder, ThreeDIdentPairs, ThreeDIdentSequential, latent_space_for
     from ..losses import SUPERVISED_LOSSES
 
     check_arguments(args)
-    layout = latent_layout(
-        position_only=args.position_only, rotation_and_color_only=args.rotation_and_color_only,
-        rotation_only=args.rotation_only, color_only=args.color_only,
-        no_spotlight_position=args.no_spotlight_position, no_spotlight_color=args.no_spotlight_color,
-        non_periodic_rotation_and_color=args.non_periodic_rotation_and_color)
+    layout = layout_for(args)
     needs_images = not (args.dummy_mixing or args.identity_mixing_and_solution)
     folder = ThreeDIdentFolder.open(args.offline_dataset, require_images=needs_images)
     layout.select(folder.raw_latents, folder.root)  # clear error on a column mismatch, before any work
