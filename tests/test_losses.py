@@ -196,3 +196,19 @@ def test_dot_infonce_self_weight_matches_reference(eps, normalize):
 
     loss = L.DotInfoNCE(normalize=normalize, tau=0.5, self_weight=eps)
     _check_pair(lambda a, c: loss(a, c).total, ref, h1, h2, atol=1e-10)
+
+
+def test_block_loss_without_negatives_applies_each_blocks_self_weight():
+    # the 3DIdent periodic layout: Lp on the box block, dot product on the sphere block. A BlockLoss
+    # that handed the rolled batch to each block as explicit negatives ignored self_weight there.
+    h1, h2, _ = _data(torch.float64, n=6)
+    lp, dot = L.LpInfoNCE(p=2.0, self_weight=0.01), L.DotInfoNCE(self_weight=0.01)
+    out = L.BlockLoss([(lp, 0, 3), (dot, 3, 6)])(h1, h2)
+    expected = (ref_self_weighted(h1[:, :3], h2[:, :3], 2.0, 1.0, 0.01, True)
+                + dot(h1[:, 3:], h2[:, 3:]).total)
+    assert out.total.item() == pytest.approx(expected.item(), rel=1e-10)
+    weight_one = L.BlockLoss([(L.LpInfoNCE(p=2.0), 0, 3), (L.DotInfoNCE(), 3, 6)])(h1, h2)
+    assert abs(out.total.item() - weight_one.total.item()) > 1e-3
+    # with weight 1 a block without negatives is the original's rolled-negatives loss
+    rolled = L.BlockLoss([(L.LpInfoNCE(p=2.0), 0, 3), (L.DotInfoNCE(), 3, 6)])(h1, h2, torch.roll(h1, 1, 0))
+    assert weight_one.total.item() == pytest.approx(rolled.total.item(), rel=1e-12)

@@ -290,10 +290,12 @@ class BlockLoss:
             raise ValueError("one weight per block")
 
     def __call__(self, h1, h2, h_neg=None) -> LossOutput:
-        h_neg = _negatives(h1, h_neg)
+        # without explicit negatives each block uses its own default (the other anchors and the
+        # anchor itself with the block loss's self weight), so ``self_weight`` acts per block
         total, per_item, parts = 0.0, 0.0, {}
         for k, ((loss, start, end), w) in enumerate(zip(self.blocks, self.weights)):
-            out = loss(h1[:, start:end], h2[:, start:end], h_neg[:, start:end])
+            neg = None if h_neg is None else h_neg[:, start:end]
+            out = loss(h1[:, start:end], h2[:, start:end], neg)
             total = total + w * out.total
             per_item = per_item + w * out.per_item
             parts[f"block{k}"] = out.total
