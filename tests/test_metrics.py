@@ -69,3 +69,14 @@ def test_correlation_of_constant_column_is_zero(z):
     hz = z.copy()
     hz[:, 0] = 1.0
     assert correlation_matrix(z, hz)[0, 0] == 0.0
+
+
+def test_linear_r2_refuses_a_constant_true_column(z):
+    # skipping it (nanmean) averaged over fewer columns than asked, and the original's r2_score
+    # gives 1, 0 or a huge negative number for it depending on rounding
+    zc = z.copy()
+    zc[:, 2] = 0.3
+    with pytest.raises(ValueError, match=r"column\(s\) \[2\] are constant"):
+        linear_r2(zc, z)
+    with pytest.raises(ValueError, match="constant"):
+        linear_fit(zc, z, train_test_split=True)

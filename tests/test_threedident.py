@@ -527,3 +527,23 @@ def test_tau_and_self_weight_reach_the_loss():
         args = build_parser().parse_args(["3dident", "--offline-dataset", "x", *argv])
         loss = build_loss(args, layout)
         assert (loss.tau, loss.self_weight) == (tau, weight)
+
+
+def test_constant_latent_is_refused_and_short_eval_folder_is_said(folder10, tmp_path, capsys):
+    import shutil
+
+    const = tmp_path / "const"
+    shutil.copytree(folder10, const)
+    raw = np.load(const / "raw_latents.npy")
+    raw[:, 6] = 0.25  # a --fixed-spotlight render: the spotlight angle never varies
+    np.save(const / "raw_latents.npy", raw)
+    assert main(_cli(const, tmp_path, "--non-periodic-rotation-and-color", "--run-dir", str(tmp_path / "a"))) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "spotlight" in err and "single value" in err
+    # dropping the latent makes the folder usable
+    assert main(_cli(const, tmp_path, "--non-periodic-rotation-and-color", "--no-spotlight-position",
+                     "--run-dir", str(tmp_path / "b"))) == 0
+    # more evaluation samples than the test folder holds: said, and all of them are used
+    assert main(_cli(folder10, tmp_path, "--non-periodic-rotation-and-color", "--test-dataset", str(folder10),
+                     "--n-eval-samples", "500", "--run-dir", str(tmp_path / "c"))) == 0
+    assert "--n-eval-samples 500 but" in capsys.readouterr().out

@@ -14,7 +14,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from scipy.stats import rankdata
 
-__all__ = ["to_numpy", "LinearFit", "linear_fit", "linear_r2", "correlation_matrix", "MCCResult", "mcc"]
+__all__ = ["to_numpy", "constant_columns", "LinearFit", "linear_fit", "linear_r2", "correlation_matrix", "MCCResult", "mcc"]
 
 
 def to_numpy(x) -> np.ndarray:
@@ -28,7 +28,13 @@ def to_numpy(x) -> np.ndarray:
 def _r2_per_dim(y: np.ndarray, pred: np.ndarray) -> np.ndarray:
     ss_res = ((y - pred) ** 2).sum(0)
     ss_tot = ((y - y.mean(0)) ** 2).sum(0)
-    return 1.0 - ss_res / np.where(ss_tot > 0, ss_tot, np.nan)
+    return 1.0 - ss_res / ss_tot
+
+
+def constant_columns(z) -> list[int]:
+    """Indices of the columns of ``z`` that take a single value (no variance to explain)."""
+    z = to_numpy(z)
+    return [int(i) for i in np.flatnonzero(np.ptp(z, axis=0) == 0)] if len(z) else []
 
 
 @dataclass
@@ -48,6 +54,12 @@ def linear_fit(z, hz, train_test_split: bool = False) -> LinearFit:
     z, hz = to_numpy(z), to_numpy(hz)
     if len(z) != len(hz):
         raise ValueError(f"z and hz need the same number of samples, got {len(z)} and {len(hz)}")
+    constant = constant_columns(z)
+    if constant:
+        # R² of a constant column is 0/0: sklearn's r2_score (the original's) returns 1, 0 or
+        # a huge negative number depending on rounding, and skipping it would average over
+        # fewer columns than asked; so it is refused
+        raise ValueError(f"true latent column(s) {constant} are constant: R² is undefined for them")
     if train_test_split:
         k = len(z) // 2
         fit_z, fit_h, test_z, test_h = z[:k], hz[:k], z[k:], hz[k:]
@@ -57,7 +69,7 @@ def linear_fit(z, hz, train_test_split: bool = False) -> LinearFit:
     coef, *_ = np.linalg.lstsq(design, fit_z, rcond=None)
     pred = np.hstack([test_h, np.ones((len(test_h), 1))]) @ coef
     per_dim = _r2_per_dim(test_z, pred)
-    return LinearFit(float(np.nanmean(per_dim)), per_dim, test_z, pred, ((test_z - pred) ** 2).mean(0))
+    return LinearFit(float(np.mean(per_dim)), per_dim, test_z, pred, ((test_z - pred) ** 2).mean(0))
 
 
 def linear_r2(z, hz, train_test_split: bool = False) -> float:

@@ -296,9 +296,20 @@ def load_state(f: nn.Module, path) -> None:
 class EvalSet:
     """A fixed set of (z, image index) to score the encoder on."""
 
-    def __init__(self, data, indices: np.ndarray, batch_size: int):
+    def __init__(self, data, indices: np.ndarray, batch_size: int, requested: int | None = None):
+        from ..metrics import constant_columns
+
         self.data, self.indices, self.batch_size = data, np.asarray(indices), batch_size
         self.z = torch.from_numpy(data.latents[self.indices])
+        if requested is not None and len(self.indices) < requested:
+            print(f"note: --n-eval-samples {requested} but {data.folder.root} holds {len(self.indices)} "
+                  f"images: scoring on all {len(self.indices)}")
+        constant = constant_columns(self.z)
+        if constant:
+            names = ", ".join(data.layout.names[i] for i in constant) if data.layout else str(constant)
+            raise ClicaError(f"latent(s) {names} take a single value in {data.folder.root}: R² and MCC cannot "
+                             "score a latent that does not vary; drop it with a layout flag (say "
+                             "--no-spotlight-position for a --fixed-spotlight render)")
 
     def chunks(self):
         for s in range(0, len(self.indices), self.batch_size):
@@ -437,7 +448,8 @@ def run(args) -> int:
     rng = np.random.default_rng(args.seed + 1)
     if args.mode == "test":
         data = ThreeDIdentSequential(folder.root, layout, folder=folder, **data_kw)
-        evalset = EvalSet(data, rng.permutation(folder.n)[:args.n_eval_samples], args.batch_size)
+        evalset = EvalSet(data, rng.permutation(folder.n)[:args.n_eval_samples], args.batch_size,
+                          requested=args.n_eval_samples)
         _describe_images(data)
         record, z, h = evaluate(args, f, g, evalset, device)
         print(f"Lin. Disentanglement: {record['r2']:.6f}, MCC: {record['mcc']:.4f}, "
@@ -460,7 +472,8 @@ def run(args) -> int:
         # the encoder sees held-out images normalised exactly as its training images
         test_data = ThreeDIdentSequential(test_folder.root, layout, folder=test_folder,
                                           normalization=pairs.normalization, **data_kw)
-        evalset = EvalSet(test_data, rng.permutation(test_folder.n)[:args.n_eval_samples], args.batch_size)
+        evalset = EvalSet(test_data, rng.permutation(test_folder.n)[:args.n_eval_samples], args.batch_size,
+                          requested=args.n_eval_samples)
     else:
         idx, _ = pairs.sample_indices(args.n_eval_samples, seed=args.seed + 2)
         evalset = EvalSet(pairs, idx, args.batch_size)
