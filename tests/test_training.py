@@ -45,3 +45,32 @@ def test_an_ignored_signal_stays_ignored():
         assert done == [1, 2, 3, 4]
     finally:
         signal.signal(signal.SIGINT, old)
+
+
+class _Terminal:
+    """A stream that says it is a terminal, so the loop draws a tqdm bar on it."""
+
+    def __init__(self):
+        self.text = ""
+
+    def isatty(self):
+        return True
+
+    def write(self, s):
+        self.text += s
+
+    def flush(self):
+        pass
+
+
+def test_the_bar_shows_the_loss_and_log_lines_get_their_own_lines(monkeypatch, capsys):
+    import sys
+
+    term = _Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    stats = {"loss": 1.25, "loss_std": 0.5, "loss_block0": 0.75, "loss_block1": 0.5}
+    train_loop(lambda i: stats, n_steps=6, log_every=3)
+    assert "loss=1.2500" in term.text and "loss_block0" not in term.text  # one number on the bar
+    lines = capsys.readouterr().out.splitlines()  # log lines go to stdout, whole
+    assert [l.split()[0] for l in lines] == ["step=1", "step=4", "step=6"]
+    assert all("loss_block1=0.5000" in l for l in lines)

@@ -71,7 +71,6 @@ def train_loop(
     run: RunDir | None = None,
     desc: str = "train",
     phase: str | None = None,
-    echo: Callable[[str], None] | None = None,
     window: dict | None = None,
 ) -> list[dict]:
     """Run ``step(i)`` for i = start_step+1 .. n_steps and return the logged records.
@@ -97,7 +96,7 @@ def train_loop(
     window.setdefault("count", 0)
     t0 = time.monotonic()
     with StopRequest() as stop, Progress(n_steps, desc=desc, initial=start_step, unit="step") as bar:
-        say = echo or bar.write
+        say = bar.write  # log lines on their own lines, never glued to the bar
         for i in range(start_step + 1, n_steps + 1):
             stats = step(i)
             sums = window["sums"]
@@ -119,7 +118,9 @@ def train_loop(
                 say(" ".join(_fmt(k, v) for k, v in record.items()))
             if checkpoint is not None and checkpoint_every and i % checkpoint_every == 0 and i != n_steps:
                 checkpoint(i)
-            bar.update(1, **{k: f"{float(v):.4f}" for k, v in stats.items()})
+            # the bar shows the loss only (several numbers squeeze it on a narrow terminal);
+            # the log lines carry every statistic
+            bar.update(1, **({"loss": f"{float(stats['loss']):.4f}"} if "loss" in stats else {}))
             if stop.signum is not None:
                 if checkpoint is not None:
                     checkpoint(i, force=True)

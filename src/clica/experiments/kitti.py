@@ -395,16 +395,13 @@ def run_one(args, seed: int, dataset: KittiMasks, data_path: Path, device) -> di
         if i % NUMBERED_CHECKPOINT_EVERY == 0:
             ckpts.save_checkpoint(s, str(i))
 
-    def echo(line: str) -> None:
-        print(line, flush=True)
-
     t0 = time.monotonic()
     try:
         # checkpoint() is called every step that is a multiple of the smaller period and decides itself
         every = math.gcd(args.save_step, NUMBERED_CHECKPOINT_EVERY)
         records = train_loop(step, n_steps=max_iter, start_step=min(start, max_iter), log_every=args.log_step,
                              evaluate=evaluate, checkpoint=checkpoint, checkpoint_every=every, run=logged,
-                             desc=f"kitti {args.model} seed {seed}", echo=echo)
+                             desc=f"kitti {args.model} seed {seed}")
     finally:
         if source is not loader:
             source.close()
