@@ -45,6 +45,32 @@ def test_every_original_flag_with_its_default():
         assert sub.get_default(dest) == default, dest
 
 
+def test_augmentation_is_opt_in():
+    """The original never switched augmentation on: off by default, --augment turns it on,
+    --no-augment (the old opt-out) is still accepted and means the default."""
+    parse = lambda *a: build_parser("kitti").parse_args(["kitti", *a]).augment  # noqa: E731
+    assert parse() is False and parse("--augment") is True and parse("--no-augment") is False
+    assert parse("--augment", "--no-augment") is False
+
+
+@pytest.mark.parametrize("flags, augment", [([], False), (["--augment"], True)])
+def test_augment_flag_reaches_the_pair_loader(tmp_path, data_dir, monkeypatch, flags, augment):
+    import clica.experiments.kitti as kitti
+
+    seen = []
+
+    class Spy(kitti.PairLoader):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            seen.append(self.augment)
+
+    monkeypatch.setattr(kitti, "PairLoader", Spy)
+    assert _run(tmp_path, data_dir, "--max-iter", "1", "--log-step", "1", *flags) == 0
+    assert seen == [augment]
+    config = json.loads((tmp_path / "out" / "kittimasks_1" / "1_0" / "2" / "config.json").read_text())
+    assert config["augment"] is augment
+
+
 @pytest.mark.parametrize("flags, match", [
     (["--data-distribution", "laplace"], "--data-distribution"),
     (["--rate-data", "2"], "--rate-data"),

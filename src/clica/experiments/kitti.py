@@ -134,8 +134,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(default: $CLICA_DATA_DIR, else ./data/kitti)")
     p.add_argument("--model", choices=("contrastive", "slowvae"), default="contrastive",
                    help="contrastive: Lp InfoNCE encoder; slowvae: the SlowVAE baseline")
+    p.add_argument("--augment", dest="augment", action="store_true", default=False,
+                   help="augment pairs with a random affine + horizontal flip (off by default: the "
+                        "original never switched it on, and the paper trains without it)")
     p.add_argument("--no-augment", dest="augment", action="store_false",
-                   help="train without the random affine + horizontal flip of pairs")
+                   help="no augmentation: the default; kept so that older commands still run")
     p.add_argument("--correlation", choices=("spearman", "pearson"), default="spearman",
                    help="correlation used by MCC (the original: spearman)")
     p.add_argument("--n-eval-samples", type=int, default=10_000, help="frames used for MCC")
