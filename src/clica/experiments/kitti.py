@@ -426,8 +426,10 @@ def _evaluate_and_save(args, net, dataset, device, run: RunDir, iteration: int, 
     atomic_write_json(out_dir / "mcc.json", res)
     try:
         from ..plots import true_vs_predicted
-        true_vs_predicted(z, hz[:, assign], out_dir / "true_vs_predicted.png", names=list(FACTOR_NAMES),
-                          title=f"KITTI Masks, {args.model}: MCC ({args.correlation}) {res['mcc']:.3f}")
+        true_vs_predicted(z, hz, out_dir / "true_vs_predicted.png", names=list(FACTOR_NAMES),
+                          assignment=assign, method=args.correlation,
+                          title=f"KITTI Masks, {args.model}: MCC {res['mcc']:.3f} "
+                                f"(mean |{args.correlation.capitalize()} ρ| of the matched dimensions)")
     except Exception as exc:  # a figure must never fail a run
         print(f"(figure skipped: {exc})")
     if args.verbose:
