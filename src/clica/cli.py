@@ -1,14 +1,15 @@
 """``clica <command>``: a thin dispatcher over the experiment and tool modules.
 
 Each command module exposes ``add_arguments(parser)`` and ``run(args) -> int``.
-User errors (:class:`~clica.errors.ClicaError`) become one line on stderr and
-exit status 2; Ctrl-C exits with 130 (runs resume from their folder).
+User errors (:class:`~clica.errors.ClicaError`) and usage errors (unknown flags,
+bad values) become one line on stderr and exit status 2; Ctrl-C exits with 130 (runs resume from their folder).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 
 from .errors import ClicaError
@@ -23,9 +24,64 @@ COMMANDS = {
 }
 
 
+# a help text that already says its default: "(default: ...)", "Default: ...", "%(default)s"
+_STATES_DEFAULT = re.compile(r"%\(default\)|\(default\b|\bdefault:", re.IGNORECASE)
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends ``(default: X)`` to an option's help, but only where it informs.
+
+    Nothing is added when the help already states its default, when the
+    default is empty (``None``, ``""``, ``False``, ``[]``), or for on/off
+    switches (``store_true``/``store_false``): ``--no-x (default: True)``
+    reads as the opposite of the truth.
+    """
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if (action.nargs == 0 or default is argparse.SUPPRESS or default is None or default is False
+                or (isinstance(default, (str, list, tuple)) and len(default) == 0)
+                or _STATES_DEFAULT.search(text)):
+            return text
+        if not action.option_strings and action.nargs not in (argparse.OPTIONAL, argparse.ZERO_OR_MORE):
+            return text
+        if isinstance(default, (list, tuple)):
+            shown = " ".join(str(v) for v in default)
+        else:
+            shown = str(default)
+        return f"{text} (default: {shown.replace('%', '%%')})".lstrip()
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """clica's parsers: :class:`HelpFormatter`, and usage errors as one line.
+
+    ``clica mlp --preset nope`` prints ``clica mlp: error: argument --preset: invalid
+    choice: ...; see clica mlp --help`` (not the whole usage) and exits with status 2.
+    Sub-parsers made with ``add_subparsers`` are of this class too.
+    """
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+
+
+def _innermost_parser(parser: argparse.ArgumentParser, args) -> argparse.ArgumentParser:
+    """The (sub-)parser of the command the arguments chose, e.g. that of ``clica render images``."""
+    while True:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        name = getattr(args, subs[0].dest, None) if subs else None
+        if name is None or name not in subs[0].choices:
+            return parser
+        parser = subs[0].choices[name]
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; with ``command`` only that command's module is imported (fast start-up)."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="clica",
         description="Identifiable contrastive learning: reproduce 'Contrastive Learning "
         "Inverts the Data Generating Process' (Zimmermann et al., ICML 2021).",
@@ -41,8 +97,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
             if exc.name != module_name:
                 raise
             continue  # command not built yet
-        p = sub.add_parser(name, help=help_text, description=getattr(module, "DESCRIPTION", help_text),
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        p = sub.add_parser(name, help=help_text, description=getattr(module, "DESCRIPTION", help_text))
         module.add_arguments(p)
         p.set_defaults(_run=module.run)
     return parser
@@ -51,7 +106,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else None)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:   # reported by the command's own parser: "clica kitti: error: unrecognized arguments: ..."
+        _innermost_parser(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2

@@ -17,6 +17,7 @@ DESCRIPTION = "Make offline datasets: synthetic KITTI Masks in the published kit
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..cli import HelpFormatter
     from .kitti_masks import SyntheticConfig
 
     d = SyntheticConfig()
@@ -28,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     "'pedestrians' (list of bool T×64×64 mask sequences) and 'pedestrians_latents' "
                     "(list of float32 T×3: centre of mass y, x and area, computed from the masks). "
                     "Deterministic from --seed. Use it with `clica kitti --data-dir FILE_OR_DIR`.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     k.add_argument("--output", "-o", required=True,
                    help="pickle to write (name it kitti_peds_v2.pickle inside a folder to use it as --data-dir)")
@@ -92,7 +93,7 @@ def _preview(masks, path, rows: int = 6, cols: int = 10) -> None:
 
     from ..plots import save_figure
 
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.1, rows * 1.15))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.1, rows * 1.15 + 0.5), layout="constrained")
     order = sorted(range(len(masks)), key=lambda i: -len(masks[i]))[:rows]
     for r, i in enumerate(order):
         seq = masks[i]
@@ -102,5 +103,7 @@ def _preview(masks, path, rows: int = 6, cols: int = 10) -> None:
             ax.set_xticks([]), ax.set_yticks([])
             if c == 0:
                 ax.set_ylabel(f"seq {i}", fontsize=7)
+            if r == rows - 1:
+                ax.set_xlabel(f"frame {c}", fontsize=7)
     fig.suptitle("synthetic KITTI Masks: consecutive frames of the longest sequences", fontsize=9)
     save_figure(fig, path)

@@ -65,11 +65,12 @@ def _image_size(value: str) -> tuple[int, int]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--batch-size", default=512, type=int)
+    p.add_argument("--batch-size", default=512, type=int,
+                   help="Images per step (unsupervised: pairs; the other images of the batch are the negatives)")
     p.add_argument("--n-eval-samples", default=4096, type=int,
                    help="Number of samples for each evaluation")
-    p.add_argument("--lr", default=1e-4, type=float)
-    p.add_argument("--optimizer", default="adam", choices=("adam", "sgd"))
+    p.add_argument("--lr", default=1e-4, type=float, help="Learning rate of the optimizer")
+    p.add_argument("--optimizer", default="adam", choices=("adam", "sgd"), help="Optimizer of the encoder")
     p.add_argument("--iterations", default=30000, type=int, help="How long to train the model")
     p.add_argument("--n-log-steps", default=100, type=int, help="How often to calculate scores and print them")
     p.add_argument("--load-model", default=None, type=str, help="Path from where to load the model")
@@ -112,8 +113,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", default=0, type=int,
                    help="DataLoader worker processes that make pairs (0 = in the main process, "
                         "which is what the original did despite its help text '0=#cpus')")
-    p.add_argument("--mode", default="supervised", choices=("supervised", "unsupervised", "test"))
-    p.add_argument("--supervised-loss", default="mse", type=str, choices=("mse", "r2"))
+    p.add_argument("--mode", default="supervised", choices=("supervised", "unsupervised", "test"),
+                   help="supervised: regress the true latents (trains with labels; the original's default, "
+                        "a baseline); unsupervised: the paper's contrastive method (InfoNCE on pairs, no "
+                        "labels); test: only evaluate the encoder of --load-model")
+    p.add_argument("--supervised-loss", default="mse", type=str, choices=("mse", "r2"),
+                   help="Loss of --mode supervised: mean squared error, or negative R² of the latents")
     p.add_argument("--unsupervised-loss", default="l2", type=str, choices=("l1", "l2", "l3", "vmf"),
                    help="Loss on the non-periodic latents: Lp InfoNCE or normalised dot product (vmf)")
     p.add_argument("--non-periodical-conditional", default="l2", choices=("l1", "l2", "l3"),
