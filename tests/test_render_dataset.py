@@ -189,3 +189,67 @@ def test_failed_writes_are_one_line_errors(tmp_path, monkeypatch, capsys):
         render_images(folder, image_size=16, progress=False)
     assert run_cli(capsys, "latents", "--n-points", "3", "--output-folder", str(tmp_path / "other"))[0] == 2
     assert main(["render"]) == 2
+
+
+def test_cli_dataset_in_one_go_resumes_and_refuses_other_latents(tmp_path, capsys):
+    folder = tmp_path / "ds"
+    argv = ["dataset", "--n-points", "8", "--image-size", "16", "--output-folder", str(folder), "--seed", "1"]
+    code, out, _ = run_cli(capsys, *argv)
+    assert code == 0 and "rendered 8 images" in out and "dataset ready" in out
+    from clica.render import generate_latents
+
+    assert np.array_equal(np.load(folder / "latents.npy"), generate_latents(LatentOptions(n_points=8, seed=1))[1])
+    assert sorted(os.listdir(folder / "images")) == [f"{i}.png" for i in range(8)]
+    stats = __import__("json").loads((folder / "stats.json").read_text())
+    assert stats["n_images"] == 8
+    # the same images as `latents` + `images` + `stats`
+    other = tmp_path / "other"
+    assert run_cli(capsys, "latents", "--n-points", "8", "--output-folder", str(other), "--seed", "1")[0] == 0
+    assert run_cli(capsys, "images", "--output-folder", str(other), "--image-size", "16")[0] == 0
+    for i in (0, 7):
+        assert np.array_equal(np.asarray(Image.open(folder / "images" / f"{i}.png")),
+                              np.asarray(Image.open(other / "images" / f"{i}.png")))
+
+    # an interrupted dataset: three images and the stats missing; rerunning finishes it
+    for i in (1, 4, 6):
+        (folder / "images" / f"{i}.png").unlink()
+    (folder / "stats.json").unlink()
+    code, out, _ = run_cli(capsys, *argv)
+    assert code == 0 and "rendered 3 images" in out and "skipped 5" in out
+    assert len(os.listdir(folder / "images")) == 8
+    assert __import__("json").loads((folder / "stats.json").read_text()) == stats
+    # a complete dataset: nothing to do
+    code, out, _ = run_cli(capsys, *argv)
+    assert code == 0 and "all 8 images are already there" in out and "up to date" in out
+    # other flags in the same folder are a one-line error
+    for extra, needle in ((["--seed", "2"], "different latents"), (["--image-size", "24"], "image_size 16")):
+        code, _, err = run_cli(capsys, *argv, *extra)
+        assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_sweep_labels_each_render_with_its_value_and_zooms_on_rotations(tmp_path, monkeypatch):
+    import clica.render.preview as preview
+
+    seen = {}
+
+    def capture(images, path, **kwargs):
+        seen.update(kwargs, images=images)
+        return path
+
+    monkeypatch.setattr(preview, "save_grid", capture)
+    preview.write_sweep(tmp_path / "s.png", image_size=16, steps=3, zoom=3)
+    labels, rows, images = seen["cell_labels"], seen["row_labels"], seen["images"]
+    assert images.shape == (30, 16, 16, 3) and len(labels) == 30
+    assert labels[0:3] == ["-3.0", "0.0", "3.0"]                  # x, scene units
+    assert labels[6:9] == ["0.0", "1.5", "3.0"]                   # z
+    assert labels[9:12] == ["0°", "120°", "240°"]                 # alpha, degrees (periodic: no 360°)
+    assert labels[27:30] == ["0°", "120°", "240°"]                # background hue
+    assert rows[0] == "x (scene units)" and rows[3] == "alpha (°)\nzoom ×3" and rows[9] == "background_hue (°)"
+    assert "zoom" not in rows[6]                                   # spotlight angle: the whole scene
+    # the zoomed rows are crops of larger renders, centred on the object
+    row, col = preview.object_pixel(preview.BASE_LATENT, 48)
+    assert 0 < row < 48 and 0 < col < 48
+    from clica.render import render_latents_to_images
+
+    big = render_latents_to_images(preview.BASE_LATENT[None], image_size=48)
+    assert np.array_equal(images[9], preview.crop_around(big, row, col, 16)[0])

@@ -1,8 +1,9 @@
 """3DIdent generation: latents, a fast headless renderer, the published folder format.
 
 ``make_dataset(folder, n_points, image_size=64, seed=0, ...)`` writes a whole
-dataset in one call; ``clica render {latents,images,preview,stats}`` is the
-command line. The GL renderer is imported lazily (``clica.render.renderer``).
+dataset in one call (``clica render dataset`` on the command line);
+``clica render {latents,images,preview,stats}`` do the steps one by one. The
+GL renderer is imported lazily (``clica.render.renderer``).
 """
 
 from .dataset import (compute_stats, image_name, image_name_width, image_path, load_render_latents,

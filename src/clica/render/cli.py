@@ -11,20 +11,18 @@ import numpy as np
 from ..errors import ClicaError
 
 DESCRIPTION = """Generate the 3DIdent dataset in the published folder format:
+`dataset` does it all in one go (latents, images, stats; rerun it to finish an interrupted one),
 `latents` samples raw_latents.npy and latents.npy (the original generator's flags),
 `images` renders images/{i}.png with a fast headless OpenGL rasteriser (sharded, resumable,
 parallel), `preview` draws grids of renders, `stats` stores the per-channel mean/std."""
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="render_command", metavar="SUBCOMMAND")
-    fmt = argparse.ArgumentDefaultsHelpFormatter
-
-    p = sub.add_parser("latents", help="sample raw_latents.npy and latents.npy", formatter_class=fmt,
-                       description="Sample the latents (generate_clevr_dataset_latents.py's flags).")
+def _latent_flags(p: argparse.ArgumentParser) -> None:
+    """The flags of the original latent generator (``clica render latents`` and ``dataset``)."""
     p.add_argument("--n-points", default=1000000, type=int, help="number of latent rows (images)")
-    p.add_argument("--n-objects", default=1, type=int)
-    p.add_argument("--output-folder", required=True, type=str)
+    p.add_argument("--n-objects", default=1, type=int,
+                   help="objects per scene (each has 9 latents: position, rotation, spotlight, hues; "
+                        "plus one background hue per scene)")
     p.add_argument("--position-only", action="store_true", help="fix rotation, spotlight and hues")
     p.add_argument("--rotation-and-color-only", action="store_true", help="fix the position at the origin")
     p.add_argument("--rotation-only", action="store_true",
@@ -35,16 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="fix spotlight angle and hue (non-periodic variant only)")
     p.add_argument("--non-periodic-rotation-and-color", action="store_true",
                    help="angles and hues uniform in [-pi/2, pi/2] instead of on a sphere")
-    p.add_argument("--seed", default=0, type=int, help="sampling seed")
-    p.set_defaults(_render=_latents)
 
-    p = sub.add_parser("images", help="render images/{i}.png for the folder's latents", formatter_class=fmt,
-                       description="Render the images (generate_clevr_dataset_images.py's flags). "
-                       "Existing images are skipped, so rerunning resumes an interrupted render.")
-    p.add_argument("--output-folder", required=True, type=str, help="folder holding latents.npy")
-    p.add_argument("--n-batches", default=1, type=int, help="number of shards")
-    p.add_argument("--batch-index", default=0, type=int, help="the shard to render, 0..n-batches-1")
-    p.add_argument("--no-spotlights", action="store_true")
+
+def _image_flags(p: argparse.ArgumentParser) -> None:
+    """How images are rendered (``clica render images`` and ``dataset``)."""
+    p.add_argument("--no-spotlights", action="store_true",
+                   help="render without the objects' spotlights (their latents are then ignored)")
     p.add_argument("--use-gpu", action="store_true", help="render on the GPU's EGL device, not Mesa's CPU rasteriser")
     p.add_argument("--material-names", nargs="+", type=str, default=["Rubber"],
                    help="per object (or one for all): Rubber, MyMetal, Crystal")
@@ -53,10 +47,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--image-size", default=224, type=int, help="image width and height in pixels")
     p.add_argument("--workers", default=1, type=int, help="local rendering processes")
     p.add_argument("--batch-size", default=None, type=int,
-                   help="images per GL batch (default: %(default)s, i.e. as many as the atlas holds)")
+                   help="images per GL batch (default: as many as the atlas holds)")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..cli import HelpFormatter
+
+    sub = parser.add_subparsers(dest="render_command", metavar="SUBCOMMAND")
+    fmt = HelpFormatter
+
+    p = sub.add_parser("dataset", help="a whole dataset in one go: latents, images, stats (resumable)",
+                       formatter_class=fmt,
+                       description="Write a complete 3DIdent dataset into --output-folder: the latents "
+                       "(`clica render latents`), every image (`clica render images`) and stats.json "
+                       "(`clica render stats`). Rerunning the same command finishes an interrupted "
+                       "dataset: only the missing images are rendered.")
+    p.add_argument("--output-folder", required=True, type=str,
+                   help="the dataset folder (created if needed)")
+    p.add_argument("--seed", default=0, type=int, help="sampling seed of the latents")
+    _latent_flags(p)
+    _image_flags(p)
+    p.set_defaults(_render=_dataset)
+
+    p = sub.add_parser("latents", help="sample raw_latents.npy and latents.npy", formatter_class=fmt,
+                       description="Sample the latents (generate_clevr_dataset_latents.py's flags).")
+    p.add_argument("--output-folder", required=True, type=str,
+                   help="folder to write raw_latents.npy and latents.npy into (created if needed)")
+    p.add_argument("--seed", default=0, type=int, help="sampling seed")
+    _latent_flags(p)
+    p.set_defaults(_render=_latents)
+
+    p = sub.add_parser("images", help="render images/{i}.png for the folder's latents", formatter_class=fmt,
+                       description="Render the images (generate_clevr_dataset_images.py's flags). "
+                       "Existing images are skipped, so rerunning resumes an interrupted render.")
+    p.add_argument("--output-folder", required=True, type=str, help="folder holding latents.npy")
+    p.add_argument("--n-batches", default=1, type=int, help="number of shards")
+    p.add_argument("--batch-index", default=0, type=int, help="the shard to render, 0..n-batches-1")
+    _image_flags(p)
     p.add_argument("--seed", default=None, type=int,
-                   help="recorded in render_config.json; rendering itself has no randomness "
-                   "(default: %(default)s)")
+                   help="recorded in render_config.json; rendering itself has no randomness")
     p.set_defaults(_render=_images)
 
     p = sub.add_parser("preview", help="PNG grids of renders and of one-latent-at-a-time sweeps",
@@ -69,24 +98,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--latents-file", type=str, default=None, help="take latents from this .npy file")
     p.add_argument("--n", default=16, type=int, help="number of renders in the grid")
     p.add_argument("--steps", default=7, type=int, help="values per latent in the sweep")
-    p.add_argument("--image-size", default=128, type=int)
+    p.add_argument("--image-size", default=128, type=int, help="pixels per render (width and height)")
+    p.add_argument("--zoom", default=3, type=int,
+                   help="the sweep's rotation and object-hue rows show the object magnified this many "
+                        "times (rendered at ZOOM × --image-size, cropped around the object); 1: no zoom")
     p.add_argument("--seed", default=0, type=int, help="picks the random latents / rows")
-    p.add_argument("--no-spotlights", action="store_true")
-    p.add_argument("--shape-names", nargs="+", type=str, default=["Teapot"])
-    p.add_argument("--material-names", nargs="+", type=str, default=["Rubber"])
+    p.add_argument("--no-spotlights", action="store_true", help="render without the objects' spotlights")
+    p.add_argument("--shape-names", nargs="+", type=str, default=["Teapot"],
+                   help="per object (or one for all): Teapot, Cube, Sphere, Cylinder")
+    p.add_argument("--material-names", nargs="+", type=str, default=["Rubber"],
+                   help="per object (or one for all): Rubber, MyMetal, Crystal")
     p.set_defaults(_render=_preview)
 
     p = sub.add_parser("stats", help="per-channel image mean/std into stats.json", formatter_class=fmt,
                        description="Compute the per-channel mean and std of the folder's images "
                        "(get_mean_std.py) and store them in stats.json for the loader.")
-    p.add_argument("--output-folder", required=True, type=str)
+    p.add_argument("--output-folder", required=True, type=str, help="folder holding latents.npy and images/")
     p.set_defaults(_render=_stats)
 
 
 def run(args) -> int:
     handler = getattr(args, "_render", None)
     if handler is None:
-        raise ClicaError("choose a subcommand: latents, images, preview or stats (see clica render -h)")
+        raise ClicaError("choose a subcommand: dataset, latents, images, preview or stats (see clica render -h)")
     return int(handler(args) or 0)
 
 
@@ -100,6 +134,23 @@ def _latents(args) -> int:
         color_only=args.color_only, fixed_spotlight=args.fixed_spotlight,
         non_periodic_rotation_and_color=args.non_periodic_rotation_and_color, seed=args.seed)
     write_latents(args.output_folder, options)
+    return 0
+
+
+def _dataset(args) -> int:
+    from .dataset import make_dataset
+
+    folder = make_dataset(args.output_folder, n_points=args.n_points, image_size=args.image_size,
+                          seed=args.seed, n_objects=args.n_objects,
+                          non_periodic_rotation_and_color=args.non_periodic_rotation_and_color,
+                          position_only=args.position_only,
+                          rotation_and_color_only=args.rotation_and_color_only,
+                          rotation_only=args.rotation_only, color_only=args.color_only,
+                          fixed_spotlight=args.fixed_spotlight, shape_names=args.shape_names,
+                          material_names=args.material_names, spotlights=not args.no_spotlights,
+                          workers=args.workers, use_gpu=args.use_gpu, batch_size=args.batch_size,
+                          stats=True, progress=True)
+    print(f"dataset ready: {folder} ({args.n_points} images, {args.image_size}x{args.image_size})")
     return 0
 
 
@@ -128,6 +179,14 @@ def _preview(args) -> int:
 
     if not args.grid and not args.sweep:
         raise ClicaError("give --grid PATH and/or --sweep PATH")
+    if args.sweep:
+        if args.steps < 2:
+            raise ClicaError(f"--steps must be at least 2, got {args.steps}")
+        if args.zoom < 1:
+            raise ClicaError(f"--zoom must be at least 1, got {args.zoom}")
+        if args.zoom * args.image_size > 4096:
+            raise ClicaError(f"--zoom {args.zoom} × --image-size {args.image_size} exceeds the largest "
+                             f"render (4096 px); lower one of them")
     settings = dict(shape_names=args.shape_names, material_names=args.material_names,
                     spotlights=not args.no_spotlights)
     if args.grid:
@@ -149,13 +208,14 @@ def _preview(args) -> int:
             n_objects_of(latents)
         else:
             latents = generate_latents(LatentOptions(n_points=args.n, seed=args.seed))[1]
+        rows = np.arange(len(latents))
         if len(latents) > args.n:
-            latents = latents[np.sort(rng.choice(len(latents), args.n, replace=False))]
-        print(f"wrote {write_grid(args.grid, latents, image_size=args.image_size, **settings)}")
+            rows = np.sort(rng.choice(len(latents), args.n, replace=False))
+            latents = latents[rows]
+        labels = [f"row {i}" for i in rows] if (args.from_folder or args.latents_file) else None
+        print(f"wrote {write_grid(args.grid, latents, image_size=args.image_size, labels=labels, **settings)}")
     if args.sweep:
-        if args.steps < 2:
-            raise ClicaError(f"--steps must be at least 2, got {args.steps}")
-        print(f"wrote {write_sweep(args.sweep, image_size=args.image_size, steps=args.steps, **settings)}")
+        print(f"wrote {write_sweep(args.sweep, image_size=args.image_size, steps=args.steps, zoom=args.zoom, **settings)}")
     return 0
 
 

@@ -363,25 +363,51 @@ def compute_stats(folder, progress: bool = True) -> dict:
 
 # --- one call for tests and experiments -------------------------------------
 
+def _stats_are_current(folder: Path, n: int) -> bool:
+    try:
+        return json.loads((folder / "stats.json").read_text()).get("n_images") == n
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def make_dataset(folder, n_points: int, image_size: int = 64, seed: int = 0, n_objects: int = 1,
                  non_periodic_rotation_and_color: bool = False, position_only: bool = False,
                  rotation_and_color_only: bool = False, rotation_only: bool = False,
                  color_only: bool = False, fixed_spotlight: bool = False, shape_names=None,
                  material_names=None, spotlights: bool = True, workers: int = 1,
-                 stats: bool = True, progress: bool = False) -> Path:
+                 stats: bool = True, progress: bool = False, use_gpu: bool = False,
+                 batch_size: int | None = None, log=None) -> Path:
     """Write a complete 3DIdent-format dataset into ``folder`` and return its path.
 
     Latents (as ``clica render latents``, deterministic from ``seed``), all
-    ``n_points`` images at ``image_size`` and, with ``stats``, ``stats.json``.
-    Rerunning with the same arguments resumes or does nothing.
+    ``n_points`` images at ``image_size`` and, with ``stats``, ``stats.json``;
+    ``clica render dataset`` is this function. Rerunning with the same
+    arguments resumes (renders only the missing images) or does nothing.
+    ``log`` receives the progress lines (default: ``print`` with ``progress``).
     """
+    if log is None:
+        log = print if progress else (lambda *a: None)
+    folder = Path(folder)
     options = LatentOptions(n_points=n_points, n_objects=n_objects, position_only=position_only,
                             rotation_and_color_only=rotation_and_color_only, rotation_only=rotation_only,
                             color_only=color_only, fixed_spotlight=fixed_spotlight,
                             non_periodic_rotation_and_color=non_periodic_rotation_and_color, seed=seed)
-    write_latents(folder, options, log=(print if progress else (lambda *a: None)))
-    render_images(folder, image_size=image_size, shape_names=shape_names, material_names=material_names,
-                  spotlights=spotlights, workers=workers, seed=seed, progress=progress)
+    write_latents(folder, options, log=log)
+    r = render_images(folder, image_size=image_size, shape_names=shape_names, material_names=material_names,
+                      spotlights=spotlights, use_gpu=use_gpu, workers=workers, batch_size=batch_size,
+                      seed=seed, progress=progress)
+    if r["rendered"]:
+        log(f"rendered {r['rendered']} images in {r['seconds']:.1f} s ({r['images_per_s']:.1f} images/s), "
+            f"skipped {r['skipped']} already there; OpenGL renderer: {r['renderer']}")
+        if use_gpu and "llvmpipe" in str(r["renderer"]).lower():
+            log("note: --use-gpu found no GPU EGL device; the images were rendered on the CPU")
+    else:
+        log(f"all {r['skipped']} images are already there")
     if stats:
-        compute_stats(folder, progress=progress)
-    return Path(folder)
+        if r["rendered"] or not _stats_are_current(folder, n_points):
+            s = compute_stats(folder, progress=progress)
+            log(f"wrote {folder / 'stats.json'}: mean [{', '.join(f'{v:.4f}' for v in s['mean'])}], "
+                f"std [{', '.join(f'{v:.4f}' for v in s['std'])}]")
+        else:
+            log(f"{folder / 'stats.json'} is up to date")
+    return folder
