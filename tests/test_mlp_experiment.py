@@ -76,7 +76,10 @@ def test_short_run_learns_and_writes_run_folder(tmp_path, capsys):
                  "--encoder-norm", "layer",
                  "--more-unsupervised", "1", "--n-log-steps", "1", "--save-dir", str(run)]) == 0
     out = capsys.readouterr().out
-    assert "Id. Lin. Disentanglement" in out and "perm mean:" in out and "linear mean:" in out
+    assert "Id. Lin./Perm. Disentanglement" in out
+    # the final scores once, with what they mean, the theory's prediction and the figure
+    assert out.count("linear R²") == 3 and "permutation and sign (matched L1" in out
+    assert f"figure: {run / 'latents_unsupervised.png'}" in out
     summary = json.loads((run / "summary.json").read_text())
     config = json.loads((run / "config.json").read_text())
     assert config["seed"] == 5 and "torch" in config["versions"]
@@ -132,3 +135,96 @@ def test_existing_run_folder_is_not_overwritten(tmp_path, capsys):
     assert main(["mlp", *TINY, "--n-steps", "2", "--only-unsupervised", "--save-dir", run]) == 0
     assert main(["mlp", *TINY, "--n-steps", "2", "--only-unsupervised", "--save-dir", run]) == 2
     assert "already holds a run" in capsys.readouterr().err
+
+
+def test_headline_preset_is_the_headline_setting_with_the_fast_recipe():
+    cfg = mlp.config_from_args(build_parser().parse_args(["mlp", "--preset", "headline"]))
+    assert (cfg.space_type, cfg.m_p, cfg.c_p, cfg.c_param, cfg.p) == ("box", 0, 1, 0.05, 1)
+    assert cfg.theory()[1] == "mcc"  # matched L1: MCC should approach 1
+    fast = mlp.PRESETS["fast"]
+    assert all(getattr(cfg, k) == v for k, v in fast.items())
+    cfg = mlp.config_from_args(build_parser().parse_args(["mlp", "--preset", "headline", "--p", "2", "--c-p", "2"]))
+    assert (cfg.c_p, cfg.p) == (2, 2)  # explicit flags win
+    # the paper's default setting (Normal conditional, L2 loss) is identified only up to a rotation
+    assert mlp.config_from_args(build_parser().parse_args(["mlp"])).theory()[1] == "linear_r2"
+
+
+def test_ctrl_c_prints_the_command_that_resumes(tmp_path, monkeypatch, capsys):
+    import shlex
+
+    monkeypatch.chdir(tmp_path)  # no --save-dir: the run gets a fresh folder under runs/
+    argv = ["mlp", *TINY, "--n-steps", "6", "--only-unsupervised", "--checkpoint-every", "2"]
+    real_loop = mlp.train_loop
+
+    def interrupted_loop(step, **kw):
+        return real_loop(lambda i: (_ for _ in ()).throw(KeyboardInterrupt) if i == 4 else step(i), **kw)
+
+    monkeypatch.setattr(mlp, "train_loop", interrupted_loop)
+    assert main(argv) == 130
+    err = capsys.readouterr().err.strip()
+    assert "resume with: clica mlp " in err and "--resume-training" in err
+    words = shlex.split(err.split("resume with: ")[1])
+    monkeypatch.setattr(mlp, "train_loop", real_loop)
+    assert main(words[1:]) == 0  # the printed command resumes the same folder
+    out = capsys.readouterr().out
+    assert "resuming from step 2" in out  # the last checkpoint (a real Ctrl-C also saves step 4)
+    (run,) = (tmp_path / "runs").iterdir()
+    assert (run / "summary.json").is_file()
+
+
+@pytest.mark.parametrize("argv", [["--act-fct", "relu"], ["--space-type", "box", "--c-p", "0"],
+                                  ["--m-p", "1", "--m-param", "0", "--space-type", "unbounded"]])
+def test_invalid_configuration_creates_nothing(tmp_path, capsys, argv):
+    assert main(["mlp", *TINY, "--n-steps", "1", "--save-dir", str(tmp_path / "r"), *argv]) == 2
+    assert not (tmp_path / "r").exists()
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_resumed_run_counts_time_on_and_refuses_a_new_cosine_length(tmp_path, monkeypatch, capsys):
+    run = tmp_path / "r"
+    argv = ["mlp", *TINY, "--n-steps", "8", "--only-unsupervised", "--checkpoint-every", "2",
+            "--n-log-steps", "1", "--save-dir", str(run)]
+    real_loop = mlp.train_loop
+
+    def slow_interrupted_loop(step, **kw):
+        def stepper(i):
+            if i == 5:
+                raise KeyboardInterrupt
+            import time
+            time.sleep(0.05)
+            return step(i)
+        return real_loop(stepper, **kw)
+
+    monkeypatch.setattr(mlp, "train_loop", slow_interrupted_loop)
+    assert main(argv) == 130
+    monkeypatch.setattr(mlp, "train_loop", real_loop)
+    before = RunDir(run).read_metrics()[-1]["time_s"]
+    assert before >= 0.15
+    assert main([*argv, "--resume-training"]) == 0
+    times = [r["time_s"] for r in RunDir(run).read_metrics()]
+    assert times == sorted(times)  # time_s counts on over the resume
+    assert json.loads((run / "summary.json").read_text())["train_time_s"] >= before
+    # a constant schedule may continue to a new length (said); a cosine schedule may not
+    assert main([*argv, "--n-steps", "10", "--resume-training"]) == 0
+    assert "--n-steps changed from 8 to 10" in capsys.readouterr().out
+    cos = ["mlp", *TINY, "--n-steps", "4", "--only-unsupervised", "--lr-schedule", "cosine", "--save-dir", str(tmp_path / "c")]
+    assert main(cos) == 0
+    assert main([*cos, "--n-steps", "6", "--resume-training"]) == 2
+    assert "cosine" in capsys.readouterr().err
+
+
+def test_tiny_batches_are_not_scored_as_perfect(tmp_path):
+    # two latents scored on two samples fit perfectly whatever the encoder: evaluate on more
+    run = tmp_path / "r"
+    assert main(["mlp", "--n", "3", "--batch-size", "2", "--n-steps", "2", "--only-unsupervised",
+                 "--num-eval-batches", "2", "--seed", "1", "--save-dir", str(run)]) == 0
+    s = json.loads((run / "summary.json").read_text())["phases"]["unsupervised"]
+    assert s["perm_mean"] < 0.99 and s["linear_mean"] < 0.99
+
+
+@pytest.mark.parametrize("argv,message", [(["--lr", "nan"], "finite"), (["--lr", "1e20"], "diverged")])
+def test_non_finite_flags_and_divergence_are_one_line_errors(tmp_path, capsys, argv, message):
+    assert main(["mlp", *TINY, "--n-steps", "30", "--only-unsupervised", "--c-p", "1", "--p", "1",
+                 "--save-dir", str(tmp_path / "r"), *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err

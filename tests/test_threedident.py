@@ -494,7 +494,7 @@ def test_load_model_saved_by_the_original(tmp_path):
     torch.testing.assert_close(g[2].weight, f[2].weight)
     state.pop("module.2.weight")
     torch.save(state, tmp_path / "broken.pt")
-    with pytest.raises(ClicaError, match="does not fit"):
+    with pytest.raises(ClicaError, match=r"cannot load .*broken\.pt into this encoder: 1 missing key \(e\.g\. 2\.weight\)"):
         load_state(build_encoder(args, layout), tmp_path / "broken.pt")
 
 
@@ -547,3 +547,24 @@ def test_constant_latent_is_refused_and_short_eval_folder_is_said(folder10, tmp_
     assert main(_cli(folder10, tmp_path, "--non-periodic-rotation-and-color", "--test-dataset", str(folder10),
                      "--n-eval-samples", "500", "--run-dir", str(tmp_path / "c"))) == 0
     assert "--n-eval-samples 500 but" in capsys.readouterr().out
+
+
+def test_diverged_encoder_is_a_one_line_error(folder10, tmp_path, capsys, monkeypatch):
+    # non-finite encodings used to end in a LinAlgError traceback from the linear fit
+    from clica.experiments import threedident as exp
+
+    real = exp.build_encoder
+
+    class Diverged(torch.nn.Module):
+        def __init__(self, f):
+            super().__init__()
+            self.f = f
+
+        def forward(self, x):
+            return self.f(x) * float("nan")
+
+    monkeypatch.setattr(exp, "build_encoder", lambda args, layout: Diverged(real(args, layout)))
+    assert main(_cli(folder10, tmp_path, "--non-periodic-rotation-and-color", "--mode", "supervised",
+                     "--run-dir", str(tmp_path / "r"))) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "diverged" in err

@@ -74,3 +74,13 @@ def test_the_bar_shows_the_loss_and_log_lines_get_their_own_lines(monkeypatch, c
     lines = capsys.readouterr().out.splitlines()  # log lines go to stdout, whole
     assert [l.split()[0] for l in lines] == ["step=1", "step=4", "step=6"]
     assert all("loss_block1=0.5000" in l for l in lines)
+
+
+def test_a_non_finite_statistic_stops_with_one_line_and_nothing_saved():
+    from clica.errors import ClicaError
+
+    saved = []
+    with pytest.raises(ClicaError, match=r"loss became nan at step 3: the training diverged"):
+        train_loop(lambda i: {"loss": float("nan") if i == 3 else 1.0}, n_steps=5, log_every=1,
+                   checkpoint=lambda i, force=False: saved.append(i), checkpoint_every=1)
+    assert saved == [1, 2]

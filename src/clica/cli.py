@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import re
 import sys
 
@@ -103,6 +104,14 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _require_finite_numbers(args: argparse.Namespace) -> None:
+    """No flag takes nan or inf (``--lr nan`` would train nothing, or fail deep inside torch)."""
+    for name, value in vars(args).items():
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            raise ClicaError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else None)
@@ -112,13 +121,17 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    args._argv = argv  # lets a command print the exact command line that resumes it
     try:
+        _require_finite_numbers(args)
         return int(args._run(args) or 0)
     except ClicaError as exc:
         print(f"clica {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"clica {args.command}: interrupted; run the same command again to resume", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        resume = getattr(exc, "resume", None)
+        how = f"resume with: {resume}" if resume else "run the same command again to resume"
+        print(f"clica {args.command}: interrupted; {how}", file=sys.stderr)
         return 130
 
 

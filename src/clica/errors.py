@@ -9,3 +9,11 @@ def require(condition: bool, message: str) -> None:
     """Raise a :class:`ClicaError` with ``message`` unless ``condition`` holds."""
     if not condition:
         raise ClicaError(message)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C / SIGTERM ended a run after saving it; ``resume`` is the command that continues it."""
+
+    def __init__(self, resume: str):
+        super().__init__(resume)
+        self.resume = resume

@@ -74,6 +74,8 @@ def marginal_from_p(p: float, param: float = 1.0):
     """The original's ``--m-p`` code: 0 uniform, 1 Laplace, 2 normal, else generalised normal."""
     if p < 0:
         raise ClicaError(f"--m-p must be ≥ 0, got {p}")
+    if p != 0 and not param > 0:
+        raise ClicaError(f"the marginal's scale (--m-param) must be positive, got {param}")
     return Uniform() if p == 0 else _lp_family(p, param)
 
 
@@ -81,7 +83,7 @@ def conditional_from_p(p: float, param: float = 0.05):
     """The original's ``--c-p`` code: 0 vMF (κ = param), 1 Laplace, 2 normal, else generalised normal."""
     if p < 0:
         raise ClicaError(f"--c-p must be ≥ 0, got {p}")
-    if param <= 0:
+    if not param > 0:
         raise ClicaError(f"the conditional's parameter (--c-param) must be positive, got {param}")
     return VonMisesFisher(param) if p == 0 else _lp_family(p, param)
 

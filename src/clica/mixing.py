@@ -14,7 +14,7 @@ from torch import nn
 
 from .errors import ClicaError
 
-__all__ = ["ACTIVATIONS", "SmoothLeakyReLU", "invertible_mlp", "random_well_conditioned"]
+__all__ = ["ACTIVATIONS", "SmoothLeakyReLU", "check_mixing", "invertible_mlp", "random_well_conditioned"]
 
 
 class SmoothLeakyReLU(nn.Module):
@@ -53,10 +53,8 @@ def random_well_conditioned(n: int, n_matrices: int, threshold: float, generator
     return torch.stack(found)
 
 
-def invertible_mlp(n: int, n_layers: int = 3, act_fct: str = "leaky_relu",
-                   cond_thresh_ratio: float = 0.25, n_iter_cond_thresh: int = 10000,
-                   seed: int | None = None, generator: torch.Generator | None = None) -> nn.Sequential:
-    """A frozen random invertible MLP R^n → R^n with ``n_layers`` linear layers."""
+def check_mixing(n_layers: int, act_fct: str) -> None:
+    """One-line errors for a mixing that cannot be built or would not be invertible."""
     if act_fct == "max_out":
         raise ClicaError("--act-fct max_out is not supported: a max-out layer halves the width, so the "
                          "mixing would not be invertible; choose one of " + ", ".join(ACTIVATIONS))
@@ -67,6 +65,13 @@ def invertible_mlp(n: int, n_layers: int = 3, act_fct: str = "leaky_relu",
                          "use leaky_relu, smooth_leaky_relu, elu or softplus")
     if n_layers < 1:
         raise ClicaError(f"the mixing needs at least one layer, got {n_layers}")
+
+
+def invertible_mlp(n: int, n_layers: int = 3, act_fct: str = "leaky_relu",
+                   cond_thresh_ratio: float = 0.25, n_iter_cond_thresh: int = 10000,
+                   seed: int | None = None, generator: torch.Generator | None = None) -> nn.Sequential:
+    """A frozen random invertible MLP R^n → R^n with ``n_layers`` linear layers."""
+    check_mixing(n_layers, act_fct)
     if not 0.0 <= cond_thresh_ratio < 1.0:
         raise ClicaError(f"cond_thresh_ratio must be in [0, 1), got {cond_thresh_ratio}")
     if generator is None:

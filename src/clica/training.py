@@ -9,15 +9,28 @@ periodic checkpoints and stopping cleanly on Ctrl-C or SIGTERM.
 
 from __future__ import annotations
 
+import math
 import signal
 import threading
 import time
 from typing import Callable
 
+import torch
+
+from .errors import ClicaError
 from .progress import Progress
 from .runs import RunDir
 
-__all__ = ["is_log_step", "StopRequest", "train_loop"]
+__all__ = ["is_log_step", "StopRequest", "require_finite", "train_loop"]
+
+DIVERGED = "the training diverged; try a lower learning rate"
+
+
+def require_finite(x: torch.Tensor, what: str) -> torch.Tensor:
+    """``x`` itself, or a one-line error when it holds nan or inf (encodings of a diverged encoder)."""
+    if not bool(torch.isfinite(x).all()):
+        raise ClicaError(f"{what} hold non-finite values (nan or inf): {DIVERGED}")
+    return x
 
 
 def is_log_step(step: int, every: int, last: int) -> bool:
@@ -78,14 +91,18 @@ def train_loop(
     At log steps the record holds the step, wall time, the mean of each step
     statistic since the last log, and ``evaluate(i)``'s scores; it is appended
     to ``run``'s ``metrics.jsonl`` and printed. ``checkpoint(i)`` is called every
-    ``checkpoint_every`` steps (0: never) and always after the last step; on
+    ``checkpoint_every`` steps (0: never) and always after the last step. A
+    non-finite statistic (a diverged loss) stops the loop with a one-line
+    error, before anything of that step is logged or saved. On
     Ctrl-C or SIGTERM the loop ends the current step, calls
     ``checkpoint(i, force=True)`` (which must save the resumable state whatever
     the step) and raises :class:`KeyboardInterrupt`.
 
     ``window`` (optional) is a dict the loop keeps the running sums of the
-    current log window in; save it with a checkpoint and pass it back on resume
-    so that a resumed run logs exactly what an uninterrupted one would.
+    current log window in, and ``elapsed_s``, the wall time of all sessions so
+    far (updated before each checkpoint and at the end); save it with a
+    checkpoint and pass it back on resume so that a resumed run logs exactly
+    what an uninterrupted one would, with ``time_s`` counting on.
     """
     if log_every < 1:
         raise ValueError("log_every must be ≥ 1")
@@ -94,11 +111,19 @@ def train_loop(
         window = {}
     window.setdefault("sums", {})
     window.setdefault("count", 0)
-    t0 = time.monotonic()
+    t0 = time.monotonic() - window.get("elapsed_s", 0.0)
+
+    def save(i: int, **kw) -> None:
+        window["elapsed_s"] = round(time.monotonic() - t0, 3)
+        checkpoint(i, **kw)
+
     with StopRequest() as stop, Progress(n_steps, desc=desc, initial=start_step, unit="step") as bar:
         say = bar.write  # log lines on their own lines, never glued to the bar
         for i in range(start_step + 1, n_steps + 1):
             stats = step(i)
+            for k, v in stats.items():
+                if not math.isfinite(float(v)):
+                    raise ClicaError(f"{k} became {float(v)} at step {i}: {DIVERGED}")
             sums = window["sums"]
             for k, v in stats.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
@@ -117,16 +142,17 @@ def train_loop(
                     run.log_metrics(record)
                 say(" ".join(_fmt(k, v) for k, v in record.items()))
             if checkpoint is not None and checkpoint_every and i % checkpoint_every == 0 and i != n_steps:
-                checkpoint(i)
+                save(i)
             # the bar shows the loss only (several numbers squeeze it on a narrow terminal);
             # the log lines carry every statistic
             bar.update(1, **({"loss": f"{float(stats['loss']):.4f}"} if "loss" in stats else {}))
             if stop.signum is not None:
                 if checkpoint is not None:
-                    checkpoint(i, force=True)
+                    save(i, force=True)
                 say(f"stopped after step {i} ({signal.Signals(stop.signum).name})"
                     + ("; checkpoint saved" if checkpoint is not None else ""))
                 raise KeyboardInterrupt
+    window["elapsed_s"] = round(time.monotonic() - t0, 3)
     if checkpoint is not None and n_steps > start_step:
         checkpoint(n_steps)
     return records
