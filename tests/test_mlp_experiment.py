@@ -173,7 +173,8 @@ def test_ctrl_c_prints_the_command_that_resumes(tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("argv", [["--act-fct", "relu"], ["--space-type", "box", "--c-p", "0"],
-                                  ["--m-p", "1", "--m-param", "0", "--space-type", "unbounded"]])
+                                  ["--m-p", "1", "--m-param", "0", "--space-type", "unbounded"],
+                                  ["--c-param", "1e6"]])  # a conditional too wide for the box
 def test_invalid_configuration_creates_nothing(tmp_path, capsys, argv):
     assert main(["mlp", *TINY, "--n-steps", "1", "--save-dir", str(tmp_path / "r"), *argv]) == 2
     assert not (tmp_path / "r").exists()

@@ -126,3 +126,19 @@ def test_latent_space_codes_and_pairs(gen):
     # the non-uniform marginal on a sphere is centred at r·e1
     assert z[:, 0].mean() > 1.0
     assert math.isclose(marginal_from_p(3, 0.5).p, 3)
+
+
+def test_box_rejection_sampling_gives_up_with_a_clear_error_instead_of_spinning():
+    import time
+
+    from clica.errors import ClicaError
+    from clica.spaces import Box
+
+    box = Box(4)
+    t0 = time.monotonic()
+    with pytest.raises(ClicaError, match=r"laplace distribution of scale 1e\+06 is too wide.*--c-param"):
+        box.laplace(torch.full((4,), 0.5), 1e6, size=256, generator=torch.Generator().manual_seed(0))
+    assert time.monotonic() - t0 < 10
+    # a wide but workable scale still samples, inside the box
+    z = box.laplace(torch.full((4,), 0.5), 20.0, size=256, generator=torch.Generator().manual_seed(0))
+    assert bool(box.contains(z).all())

@@ -26,6 +26,10 @@ __all__ = ["Space", "Box", "Sphere", "Real", "sample_gamma"]
 
 Sampler = Callable[[torch.Tensor, int], torch.Tensor]
 
+# a box sampler gives up after this many rounds of rejection: with an acceptance rate of 1 % per
+# candidate and the default 3 candidates per round, a coordinate is left over with odds e^-30
+MAX_REJECTION_ROUNDS = 1000
+
 
 def _rand(shape, generator, device, dtype=torch.float32) -> torch.Tensor:
     return torch.rand(shape, generator=generator, device=device, dtype=dtype)
@@ -166,16 +170,26 @@ class Box(Space):
         out = torch.empty_like(mean)
         flat_mean, flat_out = mean.reshape(-1), out.view(-1)
         pending = torch.arange(flat_mean.numel(), device=mean.device)
-        k = self.rej_mult
-        while pending.numel():
+        k, drawn, accepted = self.rej_mult, 0, 0
+        for _ in range(MAX_REJECTION_ROUNDS):
+            if not pending.numel():
+                return out
             # k candidates for every pending coordinate; keep the first that falls in the box
             cand = flat_mean[pending] + _noise(kind, scale, p, (k, pending.numel()), generator, mean.device)
             ok = (cand >= self.low) & (cand <= self.high)
             found = ok.any(0)
             first = ok.to(torch.int8).argmax(0)
             flat_out[pending[found]] = cand[first[found], found.nonzero().squeeze(1)]
+            drawn, accepted = drawn + ok.numel(), accepted + int(ok.sum())
             pending = pending[~found]
-        return out
+        if not pending.numel():
+            return out
+        rate = f"about 1 in {drawn // accepted:,}" if accepted else f"none of {drawn:,}"
+        raise ClicaError(
+            f"a {kind.replace('_', ' ')} distribution of scale {scale:g} is too wide for the box [{self.low:g}, {self.high:g}]: truncating it "
+            f"to the box by rejection accepted {rate} candidates and did not finish in "
+            f"{MAX_REJECTION_ROUNDS} rounds; lower the scale (--c-param for the conditional, --m-param for "
+            "the marginal)")
 
 
 class Sphere(Space):
