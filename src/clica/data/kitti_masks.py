@@ -22,6 +22,7 @@ position and log-size change frame to frame by Laplace-distributed steps.
 
 from __future__ import annotations
 
+import importlib
 import os
 import pickle
 import queue
@@ -121,16 +122,60 @@ def validate_kitti_dict(data, source: str = "data") -> tuple[list[np.ndarray], l
     return out_m, out_l
 
 
+# The only globals a KITTI Masks pickle needs: numpy arrays (rebuilt by _reconstruct for
+# pickle protocols 0-4, by _frombuffer for protocol 5), their dtypes and numpy scalars, with
+# module names of numpy 1 (numpy.core) and numpy 2 (numpy._core); _codecs.encode makes the
+# bytes of arrays in protocols 0-2. Dicts, lists, strings and numbers need no global.
+_PICKLE_GLOBALS = frozenset({
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+    *((f"numpy.{core}.multiarray", name) for core in ("core", "_core") for name in ("_reconstruct", "scalar")),
+    *((f"numpy.{core}.numeric", "_frombuffer") for core in ("core", "_core")),
+})
+
+
+class _DataUnpickler(pickle.Unpickler):
+    """An unpickler that builds numpy arrays, dicts and lists, and refuses every other global:
+    a pickle cannot make it import or call anything else, so loading a file runs no code."""
+
+    def __init__(self, fh, path: Path):
+        super().__init__(fh)
+        self.path = path
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _PICKLE_GLOBALS:
+            raise ClicaError(f"{self.path} is not a KITTI Masks pickle: it refers to {module}.{name}, which "
+                             f"is not numpy array data; refused, nothing was loaded")
+        if module.startswith("numpy.core."):  # numpy 2 keeps these under numpy._core (numpy.core warns)
+            try:
+                return getattr(importlib.import_module("numpy._core" + module[len("numpy.core"):]), name)
+            except (ImportError, AttributeError):
+                pass
+        return getattr(importlib.import_module(module), name)
+
+    def persistent_load(self, pid):
+        raise ClicaError(f"{self.path} is not a KITTI Masks pickle: it holds a persistent reference; "
+                         f"refused, nothing was loaded")
+
+
 def load_kitti_pickle(path: str | os.PathLike) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Read and validate a KITTI Masks pickle (published or synthetic)."""
+    """Read and validate a KITTI Masks pickle (published or synthetic).
+
+    The file is read by an unpickler that only rebuilds numpy arrays, dicts and
+    lists (see :class:`_DataUnpickler`): a pickle that refers to anything else
+    is refused with a one-line :class:`ClicaError` naming what it refers to.
+    """
     path = Path(path)
     if not path.exists():
         raise ClicaError(_missing_message(path))
     try:
         with open(path, "rb") as fh:
-            data = pickle.load(fh)
+            data = _DataUnpickler(fh, path).load()
+    except ClicaError:
+        raise
     except Exception as exc:  # truncated, not a pickle, ...
-        raise ClicaError(f"cannot read {path} as a KITTI Masks pickle: {type(exc).__name__}: {exc}") from None
+        lines = str(exc).strip().splitlines()
+        raise ClicaError(f"cannot read {path} as a KITTI Masks pickle: {type(exc).__name__}: "
+                         f"{lines[0] if lines else ''}") from None
     return validate_kitti_dict(data, source=str(path))
 
 
@@ -280,8 +325,16 @@ class PairLoader:
         return {"generator": self.generator.get_state(), "perm": self._perm, "pos": self._pos}
 
     def load_state_dict(self, state: dict) -> None:
+        perm, pos = state["perm"], int(state["pos"])
+        if perm is not None:
+            n = len(self.dataset)
+            if not (torch.is_tensor(perm) and perm.dtype == torch.int64 and perm.dim() == 1 and len(perm) == n
+                    and torch.equal(perm.sort().values, torch.arange(n, device=perm.device))):
+                raise ValueError(f"its permutation is not one of the {n} pair starts of this data")
+            if not 0 <= pos <= n:
+                raise ValueError(f"position {pos} outside the permutation")
         self.generator.set_state(state["generator"])
-        self._perm, self._pos = state["perm"], state["pos"]
+        self._perm, self._pos = perm, pos
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self._perm is None or self._pos + self.n_pairs > len(self._perm):
