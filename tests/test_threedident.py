@@ -568,3 +568,38 @@ def test_diverged_encoder_is_a_one_line_error(folder10, tmp_path, capsys, monkey
                      "--run-dir", str(tmp_path / "r"))) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "diverged" in err
+
+
+@pytest.mark.parametrize("cache", ["off", "build"])
+def test_images_of_another_size_are_refused_and_greyscale_is_converted_and_said(folder10, tmp_path, capsys, cache):
+    import shutil
+
+    td._CONVERTED_MODES.clear()  # said once per process
+    bad = tmp_path / "bad"
+    shutil.copytree(folder10, bad, ignore=shutil.ignore_patterns("cache"))
+    names = sorted((bad / "images").iterdir())
+    for p in names[1:]:  # greyscale images: converted to RGB, said once
+        Image.open(p).convert("L").save(p)
+    argv = _cli(bad, tmp_path, "--non-periodic-rotation-and-color", "--image-cache", cache,
+                "--n-eval-samples", "120", "--run-dir", str(tmp_path / f"a{cache}"))
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.count("converted to RGB") == 1
+    for p in names[1:]:  # images of another size than the first: refused
+        Image.open(p).resize((8, 8)).save(p)
+    shutil.rmtree(bad / "cache", ignore_errors=True)
+    argv[argv.index("--run-dir") + 1] = str(tmp_path / f"b{cache}")
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is 8x8 but the folder's images are 16x16" in err
+
+
+def test_more_images_than_latents_is_refused(folder10, tmp_path):
+    import shutil
+
+    short = tmp_path / "short"
+    shutil.copytree(folder10, short, ignore=shutil.ignore_patterns("cache"))
+    for name in ("raw_latents.npy", "latents.npy"):
+        np.save(short / name, np.load(short / name)[:110])
+    with pytest.raises(ClicaError, match="more images than the 110 rows"):
+        td.ThreeDIdentFolder.open(short)

@@ -171,6 +171,10 @@ class ThreeDIdentFolder:
                 if (images / f"{i}.png").is_file() and image_name_width(self.n) > len(str(i)):
                     hint = f" (found {i}.png: names must be zero-padded to {image_name_width(self.n)} digits)"
                 raise ClicaError(f"{self.root}: image {p.name} is missing for {self.n} latents{hint}")
+        extra = self.image_path(self.n)
+        if extra.is_file():
+            raise ClicaError(f"{self.root}: images/ holds more images than the {self.n} rows of raw_latents.npy "
+                             f"(found {extra.name}); the latent files are incomplete or belong to other images")
 
     def image_shape(self) -> tuple[int, int]:
         """(height, width) of the images, read from the first one."""
@@ -182,16 +186,33 @@ class ThreeDIdentFolder:
         return np.load(self.root / "latents.npy", mmap_mode="r")
 
 
-def decode_png(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
-    """Decode one image to an H×W×3 uint8 array, optionally resized to ``size`` = (H, W)."""
+_CONVERTED_MODES: set = set()  # image modes already reported as converted to RGB (said once per process)
+
+
+def decode_png(path: Path, size: tuple[int, int] | None = None,
+               native: tuple[int, int] | None = None) -> np.ndarray:
+    """Decode one image to an H×W×3 uint8 array, optionally resized to ``size`` = (H, W).
+
+    ``native`` is the folder's image size: an image of another size is refused (a folder
+    holds one size; resizing it silently would mix scales). Greyscale or palette images
+    are converted to RGB, said once per mode.
+    """
     from PIL import Image
 
     try:
         with Image.open(path) as im:
+            if native is not None and im.size != (native[1], native[0]):
+                raise ClicaError(f"image {path} is {im.size[0]}x{im.size[1]} but the folder's images are "
+                                 f"{native[1]}x{native[0]}: a dataset folder holds one image size")
+            if im.mode != "RGB" and im.mode not in _CONVERTED_MODES:
+                _CONVERTED_MODES.add(im.mode)
+                print(f"note: {path} is a {im.mode} image; images of mode {im.mode} are converted to RGB")
             im = im.convert("RGB")
             if size is not None and im.size != (size[1], size[0]):
                 im = im.resize((size[1], size[0]), Image.BILINEAR)
             return np.asarray(im, dtype=np.uint8)
+    except ClicaError:
+        raise
     except FileNotFoundError:
         raise ClicaError(f"image {path} is missing") from None
     except Exception as exc:
@@ -483,8 +504,8 @@ def cache_file(folder: ThreeDIdentFolder, size: tuple[int, int], cache_dir=None)
 
 
 def _decode_chunk(args):
-    paths, size = args
-    return np.stack([decode_png(Path(p), size).transpose(2, 0, 1) for p in paths])
+    paths, size, native = args
+    return np.stack([decode_png(Path(p), size, native).transpose(2, 0, 1) for p in paths])
 
 
 def build_image_cache(folder: ThreeDIdentFolder, size: tuple[int, int] | None = None, cache_dir=None,
@@ -502,7 +523,7 @@ def build_image_cache(folder: ThreeDIdentFolder, size: tuple[int, int] | None = 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(folder.n, 3, *size))
-    jobs = [([folder.image_path(i) for i in range(s, min(s + chunk, folder.n))], size)
+    jobs = [([folder.image_path(i) for i in range(s, min(s + chunk, folder.n))], size, folder.image_shape())
             for s in range(0, folder.n, chunk)]
     try:
         with Progress(folder.n, desc=f"caching images {size[0]}x{size[1]}", unit="img",
@@ -595,7 +616,8 @@ class ImageLoader:
             inverse[order] = np.arange(len(order))
             return torch.from_numpy(gathered)[torch.from_numpy(inverse)]
         return torch.from_numpy(np.stack(
-            [decode_png(self.folder.image_path(int(i)), self.size).transpose(2, 0, 1) for i in indices]))
+            [decode_png(self.folder.image_path(int(i)), self.size, self.folder.image_shape()).transpose(2, 0, 1)
+             for i in indices]))
 
     def normalize(self, u8: torch.Tensor) -> torch.Tensor:
         """uint8 B×3×H×W → float32 (x/255 − mean)/std, in place in one new tensor."""

@@ -32,7 +32,8 @@ from ..losses import LpInfoNCE
 from ..metrics import mcc
 from ..models import output_normalization, to_device
 from ..models.conv import ConvEncoderNet, ConvVAE
-from ..runs import RunDir, atomic_write_json, resolve_device, seed_everything
+from ..runs import (RunDir, atomic_write_json, check_fields, load_module_state, load_optimizer_state, loading,
+                    resolve_device, seed_everything)
 from ..slowvae import SlowVAELoss
 from ..training import train_loop
 
@@ -54,6 +55,11 @@ UNSUPPORTED_DATASET_FLAGS = {
     "natural_discrete": "--natural-discrete",
 }
 # settings that must match to resume a run folder (others, e.g. --max-iter, may change)
+# what a checkpoint holds: ours, and the original's (model and optimiser states only)
+CHECKPOINT_FIELDS = {"model_states": dict, "model_states.net": dict}
+CHECKPOINT_OPTIONAL = {"iter": int, "optim_states": dict, "optim_states.optim": dict, "loader": dict,
+                       "loader.generator": torch.Tensor, "loader.perm": (torch.Tensor, type(None)),
+                       "loader.pos": int}
 RESUME_KEYS = ("model", "box_norm", "p", "beta", "gamma", "rate_prior", "betavae", "batch_size",
                "z_dim", "lr", "beta1", "beta2", "kitti_max_delta_t", "augment", "seed")
 
@@ -211,7 +217,7 @@ def _state_dict_for(net: nn.Module, state: dict) -> dict:
     """Accept the original code's checkpoints too (its box layer called the width max_abs_bound)."""
     out = {}
     for k, v in state.items():
-        out[k.replace("max_abs_bound", "width")] = v
+        out[k.replace("max_abs_bound", "width") if isinstance(k, str) else k] = v
     return out
 
 
@@ -328,16 +334,17 @@ def run_one(args, seed: int, dataset: KittiMasks, data_path: Path, device) -> di
     optim = torch.optim.Adam(net.parameters(), lr=args.lr, betas=(args.beta1, args.beta2))
     loader = PairLoader(dataset, args.batch_size, augment=args.augment, seed=seed, device=device)
 
-    state = ckpts.load_checkpoint(args.ckpt_name, map_location=device)
+    # on the CPU: the loader's generator state must stay there; load_state_dict copies to the device
+    state = ckpts.load_checkpoint(args.ckpt_name)
+    ckpt_path = ckpts.file(args.ckpt_name)
     start = 0
     if state is not None:
-        try:
-            net.load_state_dict(_state_dict_for(net, state["model_states"]["net"]))
-        except (KeyError, RuntimeError) as exc:
-            raise ClicaError(f"checkpoint {ckpts.file(args.ckpt_name)} does not fit this model "
-                             f"(--model {args.model}, --z-dim {args.z_dim}, --box-norm {args.box_norm}): "
-                             f"{str(exc).splitlines()[0]}") from None
-        start = int(state.get("iter", 0))
+        check_fields(state, ckpt_path, CHECKPOINT_FIELDS, CHECKPOINT_OPTIONAL, what="a KITTI checkpoint")
+        load_module_state(net, _state_dict_for(net, state["model_states"]["net"]), ckpt_path,
+                          f"--model {args.model} (--z-dim {args.z_dim}, --box-norm {args.box_norm})")
+        start = state.get("iter", 0)
+        if start < 0:
+            raise ClicaError(f"{ckpt_path} is not a KITTI checkpoint: iteration {start}")
     if args.evaluate:
         if state is None:
             raise ClicaError(f"--evaluate: no checkpoint {ckpts.file(args.ckpt_name)}; train first or "
@@ -352,9 +359,13 @@ def run_one(args, seed: int, dataset: KittiMasks, data_path: Path, device) -> di
             raise ClicaError(f"{run.path} holds a run with other settings ({flags}); "
                              f"use another --output-dir/--ckpt-dir/--experiment-dir or delete it")
         if "optim_states" in state:
-            optim.load_state_dict(state["optim_states"]["optim"])
+            check_fields(state, ckpt_path, {"optim_states.optim": dict}, what="a KITTI checkpoint")
+            load_optimizer_state(optim, state["optim_states"]["optim"], ckpt_path)
         if "loader" in state:
-            loader.load_state_dict(state["loader"])
+            check_fields(state, ckpt_path, {"loader.generator": torch.Tensor, "loader.pos": int},
+                         what="a KITTI checkpoint")
+            with loading(ckpt_path, "data-loader state"):
+                loader.load_state_dict(state["loader"])
         run.truncate_metrics(start)
         print(f"resuming {run.path} from checkpoint '{args.ckpt_name}' at iteration {start}", flush=True)
     run.write_config(config)

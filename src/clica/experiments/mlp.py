@@ -25,7 +25,8 @@ from .. import latents, metrics, mixing, plots
 from ..errors import ClicaError
 from ..losses import DotInfoNCE, LpInfoNCE, mse_loss
 from ..models import mlp_encoder
-from ..runs import RunDir, resolve_device, resolve_seed, seed_everything
+from ..runs import (RunDir, check_fields, load_module_state, load_optimizer_state, loading, resolve_device,
+                    resolve_seed, seed_everything)
 from ..spaces import Box, Real, Sphere
 from ..training import train_loop
 from .flags import Explicit, apply_preset
@@ -48,6 +49,13 @@ PRESETS = {
 }
 
 EVAL_SIZE = 4096
+
+# what checkpoint.pt holds (see MLPExperiment.train_phase's checkpoint())
+CHECKPOINT_FIELDS = {
+    "phase": str, "phase_index": int, "step": int, "encoder": dict, "optimizer": dict,
+    "scheduler": (dict, type(None)), "data_rng": torch.Tensor, "mixing": dict,
+    "window": dict, "window.sums": dict, "window.count": int,
+}
 
 
 @dataclass
@@ -195,12 +203,18 @@ class MLPExperiment:
                  if cfg.lr_schedule == "cosine" else None)
         data_gen = self._generator(100 + index)
         start, window = 0, {}
-        if state is not None:
-            f.load_state_dict(state["encoder"])
-            opt.load_state_dict(state["optimizer"])
+        if state is not None:  # fields checked by run_mlp
+            path = self.run.file("checkpoint.pt")
+            load_module_state(f, state["encoder"], path, f"the {phase} encoder")
+            load_optimizer_state(opt, state["optimizer"], path)
             if sched is not None:
-                sched.load_state_dict(state["scheduler"])
-            data_gen.set_state(state["data_rng"])
+                with loading(path, "learning-rate schedule"):
+                    saved = state["scheduler"]
+                    if saved is None or set(saved) - set(sched.state_dict()):
+                        raise ValueError("not a cosine schedule's state")
+                    sched.load_state_dict(saved)
+            with loading(path, "random generator state"):
+                data_gen.set_state(state["data_rng"])
             start, window = state["step"], state["window"]
         loss_fn = cfg.loss()
         supervised = phase == "supervised"
@@ -266,10 +280,12 @@ def run_mlp(cfg: MLPConfig, save_dir: str | Path, resume: bool = False, echo=pri
         saved_cfg = {k: v for k, v in saved.items() if k in MLPConfig.__dataclass_fields__}
         changed = {k for k, v in saved_cfg.items()
                    if k not in ("n_steps", "device", "extra", "seed") and getattr(cfg, k) != v}
-        cfg.seed = saved_cfg["seed"]
+        cfg.seed = run.saved_seed(saved)
         if changed:
             raise ClicaError(f"cannot resume {save_dir}: settings differ from the saved run ({', '.join(sorted(changed))})")
         state = run.load_checkpoint()
+        if state is not None:
+            _check_checkpoint(state, run.file("checkpoint.pt"), cfg)
     elif (run.path / "config.json").exists():
         raise ClicaError(f"{save_dir} already holds a run; use --resume-training to continue it or choose another --save-dir")
     cfg.seed = resolve_seed(cfg.seed)
@@ -278,8 +294,7 @@ def run_mlp(cfg: MLPConfig, save_dir: str | Path, resume: bool = False, echo=pri
     echo(f"run folder: {run.path}  seed: {cfg.seed}")
 
     exp = MLPExperiment(cfg, run)
-    if state is not None and not all(torch.equal(a, b.to(a.device)) for a, b in
-                                     zip(exp.g.state_dict().values(), state["mixing"].values())):
+    if state is not None and not _same_tensors(exp.g.state_dict(), state["mixing"]):
         raise ClicaError(f"cannot resume {save_dir}: the saved mixing differs from the one its seed gives")
     ident = exp.identity_scores()
     echo(f"Id. Lin. Disentanglement: {ident['linear_r2']:.4f}")
@@ -298,7 +313,12 @@ def run_mlp(cfg: MLPConfig, save_dir: str | Path, resume: bool = False, echo=pri
             saved_index = state["phase_index"]
             if index < saved_index:
                 f = build_encoder(cfg, index)
-                f.load_state_dict(run.load_checkpoint(f"{phase}_f.pt")["encoder"])
+                path = run.file(f"{phase}_f.pt")
+                done_state = run.load_checkpoint(path.name)
+                if done_state is None:
+                    raise ClicaError(f"cannot resume {save_dir}: {path} of the finished {phase} phase is missing")
+                check_fields(done_state, path, {"encoder": dict}, what=f"a {phase} encoder file")
+                load_module_state(f, done_state["encoder"], path, f"the {phase} encoder")
                 summary["phases"][phase] = _phase_summary(exp, f, phase, run, echo)
                 continue
             if index == saved_index:
@@ -313,6 +333,23 @@ def run_mlp(cfg: MLPConfig, save_dir: str | Path, resume: bool = False, echo=pri
     echo(f"perm mean: {last['perm_mean']} std: {last['perm_std']}")
     run.write_summary(summary)
     return summary
+
+
+def _check_checkpoint(state, path, cfg: MLPConfig) -> None:
+    """One-line errors for a checkpoint.pt that is not what this run saves."""
+    check_fields(state, path, CHECKPOINT_FIELDS, what="an MLP checkpoint")
+    order = [name for name, _ in cfg.phases()]
+    if state["phase"] not in order or order.index(state["phase"]) != state["phase_index"]:
+        raise ClicaError(f"{path} is not a checkpoint of this run: phase {state['phase']!r} "
+                         f"(number {state['phase_index']}) is not one of its phases ({', '.join(order)})")
+    if state["step"] < 0:
+        raise ClicaError(f"{path} is not a checkpoint of this run: step {state['step']}")
+
+
+def _same_tensors(own: dict, saved: dict) -> bool:
+    return saved.keys() == own.keys() and all(
+        torch.is_tensor(saved[k]) and saved[k].shape == own[k].shape and torch.equal(own[k], saved[k].to(own[k].device))
+        for k in own)
 
 
 def _phase_summary(exp: MLPExperiment, f, phase: str, run: RunDir, echo) -> dict:

@@ -23,7 +23,8 @@ from torch import nn
 
 from ..errors import ClicaError
 from ..models import to_device
-from ..runs import RunDir, atomic_torch_save, resolve_device, resolve_seed, seed_everything
+from ..runs import (RunDir, atomic_torch_save, check_fields, load_module_state, load_optimizer_state,
+                    load_torch_file, resolve_device, resolve_seed, seed_everything)
 from ..training import train_loop
 
 DESCRIPTION = (
@@ -42,6 +43,10 @@ _RUN_DEFINING = (
     "supervised_loss", "unsupervised_loss", "non_periodical_conditional", "sigma", "image_size",
     "approximate_dataset_nn_search", "tau", "self_weight",
 )
+
+# what a run folder's checkpoint.pt holds (see run()'s checkpoint())
+CHECKPOINT_FIELDS = {"step": int, "model": dict}
+CHECKPOINT_OPTIONAL = {"optimizer": (dict, type(None))}
 
 
 def _constraint(value: str) -> str | None:
@@ -255,23 +260,28 @@ def build_loss(args, layout):
     return BlockLoss([(nonspherical, 0, k), (spherical, k, n)])
 
 
-def load_state(f: nn.Module, path) -> None:
+def encoder_name(args, layout) -> str:
+    """How errors name the encoder a file is loaded into."""
+    kind = "the MLP encoder" if args.dummy_mixing else f"the {args.encoder} encoder"
+    return f"{kind} ({layout.dim} latents)"
+
+
+def load_state(f: nn.Module, path, name: str = "this encoder") -> None:
     """Load a state dict saved by us or by the original ``main_3dident.py``.
 
     The original wrapped f in DataParallel (``module.`` prefixes) and kept its
     rescaling layers either as ``3.r`` / ``3.max_abs_bound`` or inside a lambda
     (not saved at all); those are mapped onto our head, and head parameters the
     file lacks keep their initial values, exactly as loading did in the original.
+    The file is read without running code (``weights_only``); one that does not
+    fit ``f`` (``name`` in the message) is a one-line error.
     """
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise ClicaError(f"cannot read model {path}: {exc}") from None
+    state = load_torch_file(path)
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]  # a run-folder checkpoint
     if not isinstance(state, dict):
-        raise ClicaError(f"{path} does not hold a model state dict")
-    state = {(k[7:] if k.startswith("module.") else k): v for k, v in state.items()}
+        raise ClicaError(f"cannot load {path} into {name}: it holds a {type(state).__name__}, not a state dict")
+    state = {(k[7:] if isinstance(k, str) and k.startswith("module.") else k): v for k, v in state.items()}
     head = f[-1] if isinstance(f, nn.Sequential) else None
     from ..models.resnet import RescalingHead
 
@@ -282,16 +292,8 @@ def load_state(f: nn.Module, path) -> None:
         if f"{i}.r" in state:  # the original's learnable RescaleLayer
             part = "periodic" if head.n_non_angular == 0 else "non_periodic"
             state[f"{i}.{part}.r"] = state.pop(f"{i}.r")
-    try:
-        result = f.load_state_dict(state, strict=False)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[1 if len(str(exc).splitlines()) > 1 else 0].strip()
-        raise ClicaError(f"model {path} does not fit this encoder/latent setting ({first})") from None
     head_prefix = f"{len(f) - 1}." if isinstance(head, RescalingHead) else None
-    missing = [k for k in result.missing_keys if not (head_prefix and k.startswith(head_prefix))]
-    if missing or result.unexpected_keys:
-        what = (f"missing {missing[:3]}" if missing else f"unexpected {result.unexpected_keys[:3]}")
-        raise ClicaError(f"model {path} does not fit this encoder/latent setting ({what})")
+    load_module_state(f, state, path, name, may_lack=lambda k: bool(head_prefix) and k.startswith(head_prefix))
 
 
 # ---------------------------------------------------------------------------
@@ -373,8 +375,11 @@ def _open_run(args) -> tuple[RunDir, dict | None]:
                 f"run folder {run.path} holds a run with different settings ({', '.join('--' + d.replace('_', '-') for d in diff)}); "
                 "use another --run-dir or the same flags to resume")
         if args.seed is None:
-            args.seed = old.get("seed")
+            args.seed = run.saved_seed(old, required=False)
         state = run.load_checkpoint()
+        if state is not None:
+            check_fields(state, run.file("checkpoint.pt"), CHECKPOINT_FIELDS, CHECKPOINT_OPTIONAL,
+                         what="a 3dident checkpoint")
     return run, state
 
 
@@ -437,14 +442,17 @@ def run(args) -> int:
 
     start_step = 0
     if state is not None and args.mode != "test":
-        f.load_state_dict(state["model"])
+        ckpt_path = run_dir.file("checkpoint.pt")
+        load_module_state(f, state["model"], ckpt_path, encoder_name(args, layout))
         if optimizer is not None and state.get("optimizer"):
-            optimizer.load_state_dict(state["optimizer"])
-        start_step = int(state["step"])
+            load_optimizer_state(optimizer, state["optimizer"], ckpt_path)
+        start_step = state["step"]
+        if start_step < 0:
+            raise ClicaError(f"{ckpt_path} is not a 3dident checkpoint: step {start_step}")
         run_dir.truncate_metrics(start_step)
         print(f"resuming {run_dir.path} from step {start_step}")
     elif args.load_model is not None:
-        load_state(f, args.load_model)
+        load_state(f, args.load_model, encoder_name(args, layout))
         print("Model loaded:", args.load_model)
 
     # data --------------------------------------------------------------------
