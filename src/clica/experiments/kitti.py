@@ -35,7 +35,7 @@ from ..models.conv import ConvEncoderNet, ConvVAE
 from ..runs import (RunDir, atomic_write_json, check_fields, load_module_state, load_optimizer_state, loading,
                     resolve_device, seed_everything)
 from ..slowvae import SlowVAELoss
-from ..training import train_loop
+from ..training import require_finite, train_loop
 
 DESCRIPTION = (
     "Disentanglement with InfoNCE/Contrastive Learning - KITTI Masks. Trains a conv encoder on "
@@ -243,8 +243,7 @@ def evaluate_mcc(net: nn.Module, dataset: KittiMasks, device, n_samples: int = 1
     idx = dataset.eval_indices(n_samples, seed)
     hz = encode_frames(net, dataset, idx, device)
     z = dataset.latents[torch.as_tensor(idx)].numpy().astype(np.float64)
-    if not np.isfinite(hz).all():
-        return {"mcc": float("nan"), "per_factor": [float("nan")] * 3, "assignment": [], "n_samples": n_samples}
+    require_finite(torch.as_tensor(hz), "the encoder's outputs")
     rs = np.random.RandomState(seed)
     noise = rs.normal(size=(len(z), max(hz.shape[1] - z.shape[1], 0)))
     padded = np.concatenate([z, noise], axis=1)
@@ -388,8 +387,6 @@ def run_one(args, seed: int, dataset: KittiMasks, data_path: Path, device) -> di
         else:
             h = net(x)
             out = loss_fn(h[0::2], h[1::2])
-        if not torch.isfinite(out.total):
-            raise ClicaError(f"the loss became {out.total.item()} at iteration {i}; try a lower --lr")
         optim.zero_grad(set_to_none=True)
         out.total.backward()
         optim.step()

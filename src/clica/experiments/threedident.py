@@ -25,7 +25,8 @@ from ..errors import ClicaError
 from ..models import to_device
 from ..runs import (RunDir, atomic_torch_save, check_fields, load_module_state, load_optimizer_state,
                     load_torch_file, resolve_device, resolve_seed, seed_everything)
-from ..training import train_loop
+from ..training import require_finite, train_loop
+from .flags import resume_hint
 
 DESCRIPTION = (
     "Disentanglement with InfoNCE/Contrastive Learning - 3DIdent. Train a ResNet encoder on image "
@@ -343,7 +344,7 @@ def evaluate(args, f, g, evalset: EvalSet, device) -> tuple[dict, np.ndarray, np
             hs.append(h)
     f.train(was_training)
     z = evalset.z.numpy().astype(np.float64)
-    h = torch.cat(hs).numpy().astype(np.float64)
+    h = require_finite(torch.cat(hs), "the encoder's outputs").numpy().astype(np.float64)
     fit = linear_fit(z, h, train_test_split=True)
     record = {"r2": fit.r2}
     record["mcc"] = mcc(z, h).score if h.shape[1] >= z.shape[1] else float("nan")
@@ -564,9 +565,10 @@ def run(args) -> int:
         print(f"{run_dir.path} already finished {start_step} steps; evaluating")
         do_eval(start_step)
     else:
-        train_loop(step, n_steps=args.iterations, start_step=start_step, log_every=args.n_log_steps,
-                   evaluate=do_eval, checkpoint=checkpoint, checkpoint_every=1, run=run_dir,
-                   desc=f"3dident {args.mode}", phase=args.mode)
+        with resume_hint(args, f"--run-dir {run_dir.path}"):
+            train_loop(step, n_steps=args.iterations, start_step=start_step, log_every=args.n_log_steps,
+                       evaluate=do_eval, checkpoint=checkpoint, checkpoint_every=1, run=run_dir,
+                       desc=f"3dident {args.mode}", phase=args.mode)
     if args.save_model:
         atomic_torch_save(args.save_model, f.state_dict())
         print(f"Saving final model at: {args.save_model}")
