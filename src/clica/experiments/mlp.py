@@ -353,7 +353,8 @@ def run_mlp(cfg: MLPConfig, save_dir: str | Path, resume: bool = False, echo=pri
                 done_state = run.load_checkpoint(path.name)
                 if done_state is None:
                     raise ClicaError(f"cannot resume {save_dir}: {path} of the finished {phase} phase is missing")
-                check_fields(done_state, path, {"encoder": dict}, what=f"a {phase} encoder file")
+                check_fields(done_state, path, {"encoder": dict}, {"train_time_s": (int, float)},
+                             what=f"a {phase} encoder file")
                 load_module_state(f, done_state["encoder"], path, f"the {phase} encoder")
                 train_time += float(done_state.get("train_time_s", 0.0))
                 summary["phases"][phase] = _phase_summary(exp, f, phase, run, echo)
@@ -411,7 +412,7 @@ def _check_new_length(cfg: MLPConfig, saved_steps, echo) -> None:
 
 def _check_checkpoint(state, path, cfg: MLPConfig) -> None:
     """One-line errors for a checkpoint.pt that is not what this run saves."""
-    check_fields(state, path, CHECKPOINT_FIELDS, what="an MLP checkpoint")
+    check_fields(state, path, CHECKPOINT_FIELDS, {"window.elapsed_s": (int, float)}, what="an MLP checkpoint")
     order = [name for name, _ in cfg.phases()]
     if state["phase"] not in order or order.index(state["phase"]) != state["phase_index"]:
         raise ClicaError(f"{path} is not a checkpoint of this run: phase {state['phase']!r} "
