@@ -306,7 +306,7 @@ def test_3dident_load_model_of_another_kind_is_one_short_line(folder, tmp_path, 
     err = one_line_error(capsys, "missing keys (e.g.", "unexpected (e.g.")
     assert len(err) < 400
     # same keys, another shape
-    state = torch.load(model, weights_only=True)
+    state = torch.load(model, weights_only=True)["model"]  # --save-model: {"model": ..., "normalization": ...}
     key = next(iter(state))
     torch.save({**state, key: torch.zeros(1, 1)}, model)
     assert main(td(folder, tmp_path / "t2", "--mode", "test", "--load-model", str(model), "--dummy-mixing")) == 2
@@ -349,7 +349,7 @@ def test_3dident_checkpoint_and_saved_model_load_safely(folder, tmp_path, capsys
     assert main(argv) == 0
     assert "from step 1" in capsys.readouterr().out
     # DataParallel's "module." prefixes still load
-    state = {f"module.{k}": v for k, v in torch.load(model, weights_only=True).items()}
+    state = {f"module.{k}": v for k, v in torch.load(model, weights_only=True)["model"].items()}
     torch.save(state, model)
     assert main(td(folder, tmp_path / "t", "--mode", "test", "--dummy-mixing", "--load-model", str(model))) == 0
     assert RunDir(tmp_path / "t").read_config()["seed"] == 0

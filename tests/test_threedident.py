@@ -603,3 +603,44 @@ def test_more_images_than_latents_is_refused(folder10, tmp_path):
         np.save(short / name, np.load(short / name)[:110])
     with pytest.raises(ClicaError, match="more images than the 110 rows"):
         td.ThreeDIdentFolder.open(short)
+
+
+def test_test_mode_uses_the_statistics_the_model_was_trained_with(folder10, tmp_path, monkeypatch, capsys):
+    """One model's score must not depend on which folder a stats.json happens to sit in."""
+    import shutil
+
+    train = tmp_path / "train"
+    shutil.copytree(folder10, train, ignore=shutil.ignore_patterns("cache"))
+    (train / "stats.json").write_text(json.dumps({"mean": [0.4, 0.3, 0.2], "std": [0.2, 0.25, 0.3]}))
+    held_out = tmp_path / "held_out"
+    shutil.copytree(folder10, held_out, ignore=shutil.ignore_patterns("cache"))
+    model = tmp_path / "f.pt"
+    assert main(_cli(train, tmp_path, "--non-periodic-rotation-and-color", "--save-model", str(model),
+                     "--run-dir", str(tmp_path / "run"))) == 0
+    assert torch.load(model, weights_only=True)["normalization"] == {"mean": [0.4, 0.3, 0.2], "std": [0.2, 0.25, 0.3]}
+    seen = []
+
+    class Recording(td.ThreeDIdentSequential):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            seen.append(self.normalization)
+
+    monkeypatch.setattr(td, "ThreeDIdentSequential", Recording)
+    test = ["--non-periodic-rotation-and-color", "--mode", "test", "--load-model", str(model)]
+    summaries = []
+    for k, stats in enumerate([None, {"mean": [0.6, 0.5, 0.4], "std": [0.3, 0.3, 0.3]}]):
+        if stats:  # a stats.json of its own in the test folder changes nothing by default
+            (held_out / "stats.json").write_text(json.dumps(stats))
+        assert main(_cli(held_out, tmp_path, *test, "--run-dir", str(tmp_path / f"t{k}"))) == 0
+        summaries.append(json.loads((tmp_path / f"t{k}" / "summary.json").read_text()))
+    assert seen == [((0.4, 0.3, 0.2), (0.2, 0.25, 0.3))] * 2
+    assert summaries[0]["r2"] == summaries[1]["r2"] and summaries[0]["mcc"] == summaries[1]["mcc"]
+    assert "the statistics" in capsys.readouterr().out
+    # --normalization folder: the folder's own statistics, as before
+    assert main(_cli(held_out, tmp_path, *test, "--normalization", "folder", "--run-dir", str(tmp_path / "t2"))) == 0
+    assert seen[-1] == ((0.6, 0.5, 0.4), (0.3, 0.3, 0.3))
+    # a bare state dict (the original's, or an older clica's) has no statistics: the folder's, said
+    torch.save(torch.load(model, weights_only=True)["model"], tmp_path / "bare.pt")
+    test[-1] = str(tmp_path / "bare.pt")
+    assert main(_cli(held_out, tmp_path, *test, "--run-dir", str(tmp_path / "t3"))) == 0
+    assert seen[-1] == ((0.6, 0.5, 0.4), (0.3, 0.3, 0.3)) and "carries no image statistics" in capsys.readouterr().out

@@ -663,7 +663,8 @@ class _FolderData:
             if normalization is None:
                 mean, std, self.normalization_source = load_normalization(self.folder.root)
             else:
-                (mean, std), self.normalization_source = normalization, "given"
+                mean, std, *source = normalization  # (mean, std[, where they come from])
+                self.normalization_source = source[0] if source else "given statistics"
             self.normalization = (tuple(mean), tuple(std))
             self.loader = ImageLoader(self.folder, size, arr, mean, std)
 

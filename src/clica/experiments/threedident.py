@@ -152,6 +152,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="Evaluate during training on this held-out 3DIdent folder instead of on "
                         "samples of the training folder (its images are normalised with the training "
                         "folder's statistics)")
+    g.add_argument("--normalization", default="model", choices=("model", "folder"),
+                   help="--mode test: normalise the images with the statistics the --load-model model was trained "
+                        "with (model; saved with it by clica) or with the test folder's own stats.json, else the "
+                        "published constants (folder). A model without statistics (the original's) uses the "
+                        "folder's")
     g.add_argument("--nn-backend", default="kdtree", choices=("kdtree", "faiss"),
                    help="Exact nearest-neighbour search: scipy kd-tree (fast on these low-dimensional "
                         "latents) or faiss brute force (IndexFlatL2, as the original); "
@@ -267,8 +272,18 @@ def encoder_name(args, layout) -> str:
     return f"{kind} ({layout.dim} latents)"
 
 
-def load_state(f: nn.Module, path, name: str = "this encoder") -> None:
-    """Load a state dict saved by us or by the original ``main_3dident.py``.
+def model_file(f: nn.Module, normalization) -> dict:
+    """What ``--save-model`` writes: the encoder's state and the image statistics it was trained with."""
+    out = {"model": f.state_dict()}
+    if normalization is not None:
+        mean, std = normalization[:2]
+        out["normalization"] = {"mean": list(mean), "std": list(std)}
+    return out
+
+
+def load_state(f: nn.Module, path, name: str = "this encoder") -> tuple | None:
+    """Load a state dict saved by us or by the original ``main_3dident.py``; return the image
+    statistics (mean, std) the model was trained with when the file carries them, else ``None``.
 
     The original wrapped f in DataParallel (``module.`` prefixes) and kept its
     rescaling layers either as ``3.r`` / ``3.max_abs_bound`` or inside a lambda
@@ -278,8 +293,18 @@ def load_state(f: nn.Module, path, name: str = "this encoder") -> None:
     fit ``f`` (``name`` in the message) is a one-line error.
     """
     state = load_torch_file(path)
+    normalization = None
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-        state = state["model"]  # a run-folder checkpoint
+        # our model file or run-folder checkpoint
+        check_fields(state, path, optional={"normalization": dict, "normalization.mean": list,
+                                            "normalization.std": list}, what="a 3dident model")
+        if "normalization" in state:
+            mean, std = state["normalization"].get("mean"), state["normalization"].get("std")
+            if not (len(mean or []) == len(std or []) == 3 and all(isinstance(v, float) for v in mean + std)
+                    and min(std) > 0):
+                raise ClicaError(f"{path} holds malformed image statistics: mean {mean}, std {std}")
+            normalization = (tuple(mean), tuple(std))
+        state = state["model"]
     if not isinstance(state, dict):
         raise ClicaError(f"cannot load {path} into {name}: it holds a {type(state).__name__}, not a state dict")
     state = {(k[7:] if isinstance(k, str) and k.startswith("module.") else k): v for k, v in state.items()}
@@ -295,6 +320,7 @@ def load_state(f: nn.Module, path, name: str = "this encoder") -> None:
             state[f"{i}.{part}.r"] = state.pop(f"{i}.r")
     head_prefix = f"{len(f) - 1}." if isinstance(head, RescalingHead) else None
     load_module_state(f, state, path, name, may_lack=lambda k: bool(head_prefix) and k.startswith(head_prefix))
+    return normalization
 
 
 # ---------------------------------------------------------------------------
@@ -442,6 +468,7 @@ def run(args) -> int:
                      else torch.optim.SGD(params, lr=args.lr))
 
     start_step = 0
+    model_normalization = None  # the image statistics a loaded model was trained with
     if state is not None and args.mode != "test":
         ckpt_path = run_dir.file("checkpoint.pt")
         load_module_state(f, state["model"], ckpt_path, encoder_name(args, layout))
@@ -453,7 +480,7 @@ def run(args) -> int:
         run_dir.truncate_metrics(start_step)
         print(f"resuming {run_dir.path} from step {start_step}")
     elif args.load_model is not None:
-        load_state(f, args.load_model, encoder_name(args, layout))
+        model_normalization = load_state(f, args.load_model, encoder_name(args, layout))
         print("Model loaded:", args.load_model)
 
     # data --------------------------------------------------------------------
@@ -461,7 +488,13 @@ def run(args) -> int:
                    cache_dir=args.cache_dir)
     rng = np.random.default_rng(args.seed + 1)
     if args.mode == "test":
-        data = ThreeDIdentSequential(folder.root, layout, folder=folder, **data_kw)
+        normalization = None
+        if args.normalization == "model" and model_normalization is not None:
+            normalization = (*model_normalization, f"the statistics {args.load_model} was trained with")
+        elif args.normalization == "model" and needs_images and args.load_model:
+            print(f"note: {args.load_model} carries no image statistics (saved by the original code or an "
+                  "older clica); the test folder's are used")
+        data = ThreeDIdentSequential(folder.root, layout, folder=folder, normalization=normalization, **data_kw)
         evalset = EvalSet(data, rng.permutation(folder.n)[:args.n_eval_samples], args.batch_size,
                           requested=args.n_eval_samples)
         _describe_images(data)
@@ -484,8 +517,9 @@ def run(args) -> int:
     _describe_images(pairs)
     if test_folder is not None:
         # the encoder sees held-out images normalised exactly as its training images
-        test_data = ThreeDIdentSequential(test_folder.root, layout, folder=test_folder,
-                                          normalization=pairs.normalization, **data_kw)
+        test_data = ThreeDIdentSequential(
+            test_folder.root, layout, folder=test_folder, **data_kw,
+            normalization=(*pairs.normalization, f"the training folder's ({pairs.normalization_source})"))
         evalset = EvalSet(test_data, rng.permutation(test_folder.n)[:args.n_eval_samples], args.batch_size,
                           requested=args.n_eval_samples)
     else:
@@ -552,12 +586,12 @@ def run(args) -> int:
     def checkpoint(i: int, force: bool = False) -> None:
         final = i == args.iterations
         if force or final or i % args.checkpoint_every == 0:
-            run_dir.save_checkpoint({"step": i, "model": f.state_dict(),
+            run_dir.save_checkpoint({**model_file(f, pairs.normalization),
                                      "optimizer": optimizer.state_dict() if optimizer else None,
-                                     "seed": args.seed})
+                                     "step": i, "seed": args.seed})
         if args.save_model and args.save_every and i % args.save_every == 0 and not final:
             path = f"{args.save_model}.iteration_{i}"
-            atomic_torch_save(path, f.state_dict())
+            atomic_torch_save(path, model_file(f, pairs.normalization))
             print("Model saved as", path)
 
     t0 = time.monotonic()
@@ -570,7 +604,7 @@ def run(args) -> int:
                        evaluate=do_eval, checkpoint=checkpoint, checkpoint_every=1, run=run_dir,
                        desc=f"3dident {args.mode}", phase=args.mode)
     if args.save_model:
-        atomic_torch_save(args.save_model, f.state_dict())
+        atomic_torch_save(args.save_model, model_file(f, pairs.normalization))
         print(f"Saving final model at: {args.save_model}")
     _finish(run_dir, last_eval["record"], last_eval["z"], last_eval["h"], layout, args,
             elapsed=time.monotonic() - t0)
