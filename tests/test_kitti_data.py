@@ -154,12 +154,19 @@ def test_missing_and_corrupt_files(tmp_path, monkeypatch, capsys):
     bad.write_bytes(b"not a pickle at all")
     with pytest.raises(ClicaError, match="cannot read"):
         load_kitti_pickle(bad)
+    ok = {"pedestrians": [np.eye(64, dtype=np.float32)[None].repeat(3, 0)],
+          "pedestrians_latents": [np.zeros((3, 3), np.float32)]}
+    (tmp_path / "ok.pickle").write_bytes(pickle.dumps(ok))
+    load_kitti_pickle(tmp_path / "ok.pickle")  # 0/1 floats are masks
     for obj, match in [([1, 2], "expected a dict"),
                        ({"pedestrians": []}, "pedestrians_latents"),
                        ({"pedestrians": [np.zeros((3, 32, 32), bool)],
                          "pedestrians_latents": [np.zeros((3, 3), np.float32)]}, "64"),
                        ({"pedestrians": [np.zeros((3, 64, 64), bool)],
-                         "pedestrians_latents": [np.zeros((2, 3), np.float32)]}, "latents of shape")]:
+                         "pedestrians_latents": [np.zeros((2, 3), np.float32)]}, "latents of shape"),
+                       # float masks with values between 0 and 1 are not masks
+                       ({"pedestrians": [np.full((3, 64, 64), 0.5, np.float32)],
+                         "pedestrians_latents": [np.zeros((3, 3), np.float32)]}, r"not binary.*0\.5")]:
         path = tmp_path / "wrong.pickle"
         path.write_bytes(pickle.dumps(obj))
         with pytest.raises(ClicaError, match=match):

@@ -113,8 +113,10 @@ def validate_kitti_dict(data, source: str = "data") -> tuple[list[np.ndarray], l
             raise ClicaError(f"{source}: sequence {i} has latents of shape {z.shape}, expected {(m.shape[0], 3)}")
         if m.shape[0] < 2:
             raise ClicaError(f"{source}: sequence {i} has {m.shape[0]} frame(s); pairs need at least 2")
-        if m.dtype != np.bool_ and not (np.issubdtype(m.dtype, np.number) and m.size and m.max() <= 1 and m.min() >= 0):
-            raise ClicaError(f"{source}: sequence {i} masks are not binary (dtype {m.dtype})")
+        if m.dtype != np.bool_ and not (np.issubdtype(m.dtype, np.number) and ((m == 0) | (m == 1)).all()):
+            values = np.unique(m)[:4] if np.issubdtype(m.dtype, np.number) else m.dtype
+            raise ClicaError(f"{source}: sequence {i} masks are not binary (dtype {m.dtype}, values such as "
+                             f"{values}); masks hold 0 and 1 only")
         if not np.issubdtype(z.dtype, np.number) or not np.isfinite(z).all():
             raise ClicaError(f"{source}: sequence {i} latents are not finite numbers")
         out_m.append(m)
