@@ -8,6 +8,7 @@ bad values) become one line on stderr and exit status 2; Ctrl-C exits with 130 (
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import math
 import re
@@ -127,6 +128,13 @@ def main(argv: list[str] | None = None) -> int:
         return int(args._run(args) or 0)
     except ClicaError as exc:
         print(f"clica {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            raise
+        # a full disk where no clica writer caught it first (a library's own file, say)
+        where = f" while writing {exc.filename}" if exc.filename else ""
+        print(f"clica {args.command}: error: {exc.strerror}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
         resume = getattr(exc, "resume", None)

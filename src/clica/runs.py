@@ -10,6 +10,7 @@ truncated file behind.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import os
@@ -28,6 +29,8 @@ from .errors import ClicaError
 
 __all__ = [
     "atomic_write_bytes",
+    "append_line",
+    "write_error",
     "atomic_write_json",
     "atomic_torch_save",
     "resolve_seed",
@@ -47,20 +50,56 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+def write_error(path, exc: OSError) -> ClicaError:
+    """A one-line error for a failed write: ``no space left on device while writing PATH`` and the like."""
+    reason = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
+              errno.EROFS: "read-only file system"}.get(exc.errno, exc.strerror or str(exc))
+    return ClicaError(f"{reason} while writing {path}; nothing was left half-written")
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and a rename."""
+    """Write ``data`` to ``path`` via a temporary file in the same folder and a rename.
+
+    A failed write (a full disk) removes the temporary file, leaves ``path`` as it was and
+    raises a one-line :class:`ClicaError`.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the usual mode
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as exc:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise write_error(path, exc) from None
         raise
+
+
+def append_line(path: str | os.PathLike, line: str) -> None:
+    """Append one whole line to ``path``: on a failed write (a full disk) the file is cut back to
+    where it was, so it never ends in a torn line, and a one-line :class:`ClicaError` is raised."""
+    data = (line.rstrip("\n") + "\n").encode()
+    fd = None
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        start = os.lseek(fd, 0, os.SEEK_END)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        except OSError:
+            os.ftruncate(fd, start)
+            raise
+    except OSError as exc:
+        raise write_error(path, exc) from None
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 def _jsonable(value: Any) -> Any:
@@ -322,16 +361,29 @@ class RunDir:
 
     # metrics ----------------------------------------------------------------
     def log_metrics(self, record: dict) -> None:
-        """Append one JSON line to ``metrics.jsonl``."""
+        """Append one JSON line to ``metrics.jsonl`` (whole, or not at all)."""
         self.path.mkdir(parents=True, exist_ok=True)
-        with open(self.file("metrics.jsonl"), "a") as fh:
-            fh.write(json.dumps(record, default=_jsonable) + "\n")
+        append_line(self.file("metrics.jsonl"), json.dumps(record, default=_jsonable))
 
     def read_metrics(self) -> list[dict]:
+        """The log's records; a torn last line (a crash mid-write) is dropped with a note."""
         path = self.file("metrics.jsonl")
         if not path.exists():
             return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        text = path.read_text(errors="replace")
+        lines = text.splitlines()
+        records = []
+        for k, line in enumerate(lines):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                if k == len(lines) - 1 and not text.endswith("\n"):
+                    print(f"note: dropped the incomplete last line of {path} (a write that was cut off)")
+                    continue
+                raise ClicaError(f"{path} line {k + 1} is not a JSON record; the log is corrupt") from None
+        return records
 
     def filter_metrics(self, keep) -> None:
         """Keep only the log lines for which ``keep(record)`` holds (used when resuming)."""
