@@ -109,3 +109,32 @@ def test_mlp_on_a_full_disk_stops_with_one_line_and_resumes_to_the_same_numbers(
     assert a["phases"] == b["phases"]
     strip = lambda rs: [{k: v for k, v in r.items() if k != "time_s"} for r in rs]  # noqa: E731
     assert strip(RunDir(tmp_path / "a").read_metrics()) == strip(RunDir(run).read_metrics())
+
+
+def test_a_locked_run_folder_refuses_a_second_process(tmp_path, capsys):
+    import subprocess
+    import sys
+    import textwrap
+
+    from clica.runs import FolderLock
+
+    run = tmp_path / "r"
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time
+        from clica.runs import FolderLock
+        lock = FolderLock({str(run)!r}); assert lock.acquire()
+        print("locked", flush=True); time.sleep(60)
+    """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert main(["mlp", *TINY, "--n-steps", "2", "--save-dir", str(run)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"in use by another clica process (pid {holder.pid})" in err
+        assert not (run / "config.json").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    # the kernel drops a dead holder's lock: nothing stale is left behind
+    with FolderLock(run):
+        pass
+    assert main(["mlp", *TINY, "--n-steps", "2", "--save-dir", str(run)]) == 0

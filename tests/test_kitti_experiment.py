@@ -174,3 +174,14 @@ def test_random_seeds_and_slowvae(tmp_path, data_dir, capsys):
     rec = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
     assert {"recon", "kl_normal", "kl_laplace"} <= set(rec)
     assert list((tmp_path / "logs" / "kittimasks_1" / "slowvae_1_10_6" / "2").glob("events.*"))
+
+
+def test_a_locked_run_folder_is_refused(tmp_path, data_dir, capsys):
+    from clica.runs import FolderLock
+
+    run = tmp_path / "out" / "kittimasks_1" / "1_0" / "2"
+    with FolderLock(run):  # another process's lock (flock treats each open file separately)
+        assert _run(tmp_path, data_dir, "--max-iter", "2") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "in use by another clica process" in err
+    assert not (run / "config.json").exists()

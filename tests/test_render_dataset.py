@@ -1,5 +1,6 @@
 """The 3DIdent folder: published layout, shards, resuming a killed render, clear errors."""
 
+import json
 import os
 import signal
 import subprocess
@@ -253,3 +254,39 @@ def test_sweep_labels_each_render_with_its_value_and_zooms_on_rotations(tmp_path
 
     big = render_latents_to_images(preview.BASE_LATENT[None], image_size=48)
     assert np.array_equal(images[9], preview.crop_around(big, row, col, 16)[0])
+
+
+def test_a_render_with_other_settings_is_refused_while_one_runs(tmp_path):
+    # two renders started 0.5 s apart, at 128 and 32 px, both used to succeed and mix sizes
+    from clica.errors import ClicaError
+    from clica.runs import FolderLock
+
+    folder = tmp_path / "ds"
+    write_latents(folder, LatentOptions(n_points=4, seed=0), log=quiet)
+    running = FolderLock(folder, ".render.lock", shared=True)
+    (folder / "render_config.json").write_text(json.dumps(
+        {"image_size": 128, "shape_names": ["Teapot"], "material_names": ["Rubber"], "spotlights": True}))
+    assert running.acquire()  # a render at 128 px is running and has no image on disk yet
+    try:
+        with pytest.raises(ClicaError, match="another render with those settings is running"):
+            render_images(folder, image_size=SIZE, progress=False)
+        assert json.loads((folder / "render_config.json").read_text())["image_size"] == 128
+    finally:
+        running.release()
+    # once it is gone (and left no image), other settings may claim the folder
+    assert render_images(folder, image_size=SIZE, progress=False)["rendered"] == 4
+    assert json.loads((folder / "render_config.json").read_text())["image_size"] == SIZE
+
+
+def test_renders_with_the_same_settings_share_a_folder(tmp_path):
+    from clica.runs import FolderLock
+
+    folder = tmp_path / "ds"
+    write_latents(folder, LatentOptions(n_points=6, seed=0), log=quiet)
+    render_images(folder, n_batches=2, batch_index=0, image_size=SIZE, progress=False)
+    other = FolderLock(folder, ".render.lock", shared=True)
+    assert other.acquire()  # shard 0's process still running
+    try:
+        assert render_images(folder, n_batches=2, batch_index=1, image_size=SIZE, progress=False)["rendered"] == 3
+    finally:
+        other.release()

@@ -644,3 +644,13 @@ def test_test_mode_uses_the_statistics_the_model_was_trained_with(folder10, tmp_
     test[-1] = str(tmp_path / "bare.pt")
     assert main(_cli(held_out, tmp_path, *test, "--run-dir", str(tmp_path / "t3"))) == 0
     assert seen[-1] == ((0.6, 0.5, 0.4), (0.3, 0.3, 0.3)) and "carries no image statistics" in capsys.readouterr().out
+
+
+def test_a_locked_run_folder_is_refused(folder10, tmp_path, capsys):
+    from clica.runs import FolderLock
+
+    run = tmp_path / "run"
+    with FolderLock(run):  # another process's lock (flock treats each open file separately)
+        assert main(_cli(folder10, tmp_path, "--non-periodic-rotation-and-color", "--run-dir", str(run))) == 2
+    assert "in use by another clica process" in capsys.readouterr().err
+    assert not (run / "config.json").exists()

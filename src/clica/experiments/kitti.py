@@ -32,7 +32,7 @@ from ..losses import LpInfoNCE
 from ..metrics import mcc
 from ..models import output_normalization, to_device
 from ..models.conv import ConvEncoderNet, ConvVAE
-from ..runs import (RunDir, atomic_write_json, check_fields, load_module_state, load_optimizer_state, loading,
+from ..runs import (FolderLock, RunDir, atomic_write_json, check_fields, load_module_state, load_optimizer_state, loading,
                     resolve_device, seed_everything)
 from ..slowvae import SlowVAELoss
 from ..training import require_finite, train_loop
@@ -320,9 +320,15 @@ def _config(args, seed: int, data_path: Path, dataset: KittiMasks, device) -> di
 
 
 def run_one(args, seed: int, dataset: KittiMasks, data_path: Path, device) -> dict:
-    """Train (or with ``--evaluate`` only evaluate) one seed; return its summary."""
+    """Train (or with ``--evaluate`` only evaluate) one seed; return its summary. The seed's run
+    folder is locked meanwhile: a second process on it gets a one-line error."""
+    run = RunDir(Path(args.output_dir) / experiment_dir(args) / str(seed))
+    with FolderLock(run.path):
+        return _run_one(args, seed, dataset, data_path, device, run)
+
+
+def _run_one(args, seed: int, dataset: KittiMasks, data_path: Path, device, run: RunDir) -> dict:
     exp = experiment_dir(args)
-    run = RunDir(Path(args.output_dir) / exp / str(seed))
     ckpts = RunDir(Path(args.ckpt_dir) / exp / str(seed))
     log_dir = Path(args.log_dir) / exp / str(seed) if args.use_writer else None
     max_iter = int(args.max_iter)

@@ -25,7 +25,7 @@ from .. import latents, metrics, mixing, plots
 from ..errors import ClicaError
 from ..losses import DotInfoNCE, LpInfoNCE, mse_loss
 from ..models import mlp_encoder
-from ..runs import (RunDir, check_fields, load_module_state, load_optimizer_state, loading, resolve_device,
+from ..runs import (FolderLock, RunDir, check_fields, load_module_state, load_optimizer_state, loading, resolve_device,
                     resolve_seed, seed_everything)
 from ..spaces import Box, Real, Sphere
 from ..training import require_finite, train_loop
@@ -303,9 +303,20 @@ class MLPExperiment:
 
 
 def run_mlp(cfg: MLPConfig, save_dir: str | Path, resume: bool = False, echo=print) -> dict:
-    """Train and evaluate; returns the summary written to ``summary.json``."""
+    """Train and evaluate; returns the summary written to ``summary.json``.
+
+    The run folder is locked while the run lasts: a second process on it gets a one-line error.
+    """
     cfg.validate()
     run = RunDir(save_dir)
+    if resume:
+        run.read_config()  # resuming a folder that holds no run: an error before anything is created
+    with FolderLock(run.path):
+        return _run_locked(cfg, run, resume, echo)
+
+
+def _run_locked(cfg: MLPConfig, run: RunDir, resume: bool, echo) -> dict:
+    save_dir = run.path
     state = None
     if resume:
         saved = run.read_config()

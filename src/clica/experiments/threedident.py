@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from torch import nn
 
 from ..errors import ClicaError
 from ..models import to_device
-from ..runs import (RunDir, atomic_torch_save, check_fields, load_module_state, load_optimizer_state,
+from ..runs import (FolderLock, RunDir, atomic_torch_save, check_fields, load_module_state, load_optimizer_state,
                     load_torch_file, resolve_device, resolve_seed, seed_everything)
 from ..training import require_finite, train_loop
 from .flags import resume_hint
@@ -389,10 +390,12 @@ def _config(args) -> dict:
     return {k: v for k, v in vars(args).items() if not k.startswith("_")}
 
 
-def _open_run(args) -> tuple[RunDir, dict | None]:
+def _open_run(args, stack: ExitStack) -> tuple[RunDir, dict | None]:
+    """The run folder, locked for this process until ``stack`` closes, and its checkpoint if any."""
     if args.run_dir is None:
         args.run_dir = f"runs/3dident-{args.mode}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     run = RunDir(args.run_dir)
+    stack.enter_context(FolderLock(run.path))
     state = None
     if run.file("config.json").is_file():
         old = run.read_config()
@@ -419,6 +422,11 @@ def _norm(v):
 
 
 def run(args) -> int:
+    with ExitStack() as stack:
+        return _run(args, stack)
+
+
+def _run(args, stack: ExitStack) -> int:
     from ..data.threedident import ThreeDIdentFolder, ThreeDIdentPairs, ThreeDIdentSequential, latent_space_for
     from ..losses import SUPERVISED_LOSSES
 
@@ -432,7 +440,7 @@ def run(args) -> int:
         test_folder = ThreeDIdentFolder.open(args.test_dataset, require_images=needs_images)
         layout.select(test_folder.raw_latents, test_folder.root)
 
-    run_dir, state = _open_run(args)
+    run_dir, state = _open_run(args, stack)
     args.seed = resolve_seed(args.seed)
     seed_everything(args.seed)
     device = resolve_device(args.device, args.no_cuda)

@@ -22,12 +22,13 @@ import math
 import multiprocessing as mp
 import os
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ClicaError
-from ..runs import atomic_write_bytes, atomic_write_json
+from ..runs import FolderLock, atomic_write_bytes, atomic_write_json
 from .latents import LatentOptions, generate_latents, n_objects_of
 
 RENDERER_VERSION = "clica-raster-1"
@@ -174,6 +175,21 @@ def _existing_images(images_dir: Path, n: int) -> set[str]:
     return names
 
 
+def claim_render_settings(folder: Path, config: dict, have_images: bool, stack: ExitStack) -> None:
+    """Claim ``folder``'s images for these render settings, atomically, until ``stack`` closes.
+
+    Under an exclusive claim lock: settings other than those of ``render_config.json`` are
+    refused while the folder holds images or while another render runs in it (they would
+    mix image sizes); then this process joins the renders with a shared lock, so more
+    processes with the same settings (shards) share the work.
+    """
+    with FolderLock(folder, ".render-claim.lock"):  # held for the check-and-write only
+        rendering = FolderLock(folder, ".render.lock", shared=True)
+        _check_render_config(folder, config, have_images or not rendering.is_free())
+        rendering.acquire(blocking=True)
+        stack.callback(rendering.release)
+
+
 def _check_render_config(folder: Path, config: dict, have_images: bool) -> None:
     path = folder / "render_config.json"
     if have_images and path.exists():
@@ -185,8 +201,8 @@ def _check_render_config(folder: Path, config: dict, have_images: bool) -> None:
         diff = [k for k in keys if old.get(k) != config[k]]
         if diff:
             parts = ", ".join(f"{k} {old.get(k)!r} (now {config[k]!r})" for k in diff)
-            raise ClicaError(f"{folder} already holds images rendered with {parts}; render with the same "
-                             f"settings to resume, or use a new folder")
+            raise ClicaError(f"{folder} already holds images rendered with {parts}, or another render with "
+                             f"those settings is running in it; render with the same settings, or use a new folder")
     _write_json(path, config)
 
 
@@ -282,44 +298,45 @@ def render_images(folder, n_batches: int = 1, batch_index: int = 0, image_size: 
     config = {"image_size": settings.image_size, "shape_names": list(settings.shape_names),
               "material_names": list(settings.material_names), "spotlights": settings.spotlights,
               "renderer": RENDERER_VERSION, "use_gpu": settings.use_gpu, "seed": seed}
-    _check_render_config(folder, config, bool(existing))
-    try:
-        images_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ClicaError(f"cannot create {images_dir}: {exc.strerror or exc}") from None
-    _remove_stale_temporaries(images_dir)
+    with ExitStack() as stack:  # the settings stay claimed while this process renders
+        claim_render_settings(folder, config, bool(existing), stack)
+        try:
+            images_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ClicaError(f"cannot create {images_dir}: {exc.strerror or exc}") from None
+        _remove_stale_temporaries(images_dir)
 
-    todo = np.array([i for i in indices if image_name(i, n) not in existing], dtype=np.int64)
-    skipped = len(indices) - len(todo)
-    result = {"rendered": 0, "skipped": skipped, "seconds": 0.0, "images_per_s": 0.0, "renderer": None}
-    if len(todo) == 0:
+        todo = np.array([i for i in indices if image_name(i, n) not in existing], dtype=np.int64)
+        skipped = len(indices) - len(todo)
+        result = {"rendered": 0, "skipped": skipped, "seconds": 0.0, "images_per_s": 0.0, "renderer": None}
+        if len(todo) == 0:
+            return result
+        from .renderer import atlas_capacity, slot_batches
+
+        capacity = atlas_capacity(settings.image_size, settings.n_objects)
+        chunks = [todo[b] for b in slot_batches(todo % capacity, capacity, settings.batch_size)]
+        t0 = time.perf_counter()
+        bar = Progress(len(indices), desc=f"render {settings.image_size}px", initial=skipped, unit="img",
+                       enabled=progress)
+        with bar:
+            if workers == 1 or len(chunks) == 1:
+                _worker_init(str(folder), settings)
+                try:
+                    for c in chunks:
+                        k, result["renderer"] = _worker_render(c)
+                        bar.update(k)
+                finally:
+                    _WORKER.pop("renderer").release()
+            else:
+                ctx = _pool_context()
+                with ctx.Pool(min(workers, len(chunks)), initializer=_worker_init,
+                              initargs=(str(folder), settings, True)) as pool:
+                    for k, result["renderer"] in pool.imap_unordered(_worker_render, chunks):
+                        bar.update(k)
+        result["seconds"] = time.perf_counter() - t0
+        result["rendered"] = len(todo)
+        result["images_per_s"] = len(todo) / max(result["seconds"], 1e-9)
         return result
-    from .renderer import atlas_capacity, slot_batches
-
-    capacity = atlas_capacity(settings.image_size, settings.n_objects)
-    chunks = [todo[b] for b in slot_batches(todo % capacity, capacity, settings.batch_size)]
-    t0 = time.perf_counter()
-    bar = Progress(len(indices), desc=f"render {settings.image_size}px", initial=skipped, unit="img",
-                   enabled=progress)
-    with bar:
-        if workers == 1 or len(chunks) == 1:
-            _worker_init(str(folder), settings)
-            try:
-                for c in chunks:
-                    k, result["renderer"] = _worker_render(c)
-                    bar.update(k)
-            finally:
-                _WORKER.pop("renderer").release()
-        else:
-            ctx = _pool_context()
-            with ctx.Pool(min(workers, len(chunks)), initializer=_worker_init,
-                          initargs=(str(folder), settings, True)) as pool:
-                for k, result["renderer"] in pool.imap_unordered(_worker_render, chunks):
-                    bar.update(k)
-    result["seconds"] = time.perf_counter() - t0
-    result["rendered"] = len(todo)
-    result["images_per_s"] = len(todo) / max(result["seconds"], 1e-9)
-    return result
 
 
 # --- statistics --------------------------------------------------------------
