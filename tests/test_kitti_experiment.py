@@ -162,6 +162,46 @@ def test_resume_is_exact(tmp_path, data_dir):
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
 
 
+def test_sigterm_resume_logs_what_an_uninterrupted_run_logs(tmp_path, data_dir, monkeypatch):
+    # the log window is saved with the checkpoint: the first line after a resume used to average
+    # only the steps since the resume
+    import os
+    import signal
+
+    import clica.experiments.kitti as kitti
+
+    common = ["--seed", "3", "--lr", "1e-3", "--log-step", "4", "--max-iter", "8", "--batch-size", "8"]
+    assert _run(tmp_path / "a", data_dir, *common) == 0
+    real_loop = kitti.train_loop
+
+    def terminated_loop(step, **kw):
+        def stepper(i):
+            if i == 6:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return step(i)
+        return real_loop(stepper, **kw)
+
+    monkeypatch.setattr(kitti, "train_loop", terminated_loop)
+    assert _run(tmp_path / "b", data_dir, *common) == 130
+    monkeypatch.setattr(kitti, "train_loop", real_loop)
+    assert _run(tmp_path / "b", data_dir, *common) == 0
+    strip = lambda root: [{k: v for k, v in json.loads(l).items() if k != "time_s"}  # noqa: E731
+                          for l in (root / "out/kittimasks_1/1_0/3/metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in strip(tmp_path / "a")] == [1, 5, 8]
+    assert strip(tmp_path / "a") == strip(tmp_path / "b")
+
+
+def test_a_restart_without_checkpoint_starts_a_clean_log(tmp_path, data_dir, capsys):
+    argv = ["--seed", "4", "--max-iter", "3", "--log-step", "1", "--save-step", "100"]
+    assert _run(tmp_path, data_dir, *argv) == 0
+    ckpt = tmp_path / "ckpt" / "kittimasks_1" / "1_0" / "4" / "last"
+    ckpt.unlink()  # a kill before the first checkpoint (KITTI saves at 10,000 by default), or a deletion
+    assert _run(tmp_path, data_dir, *argv) == 0
+    run = tmp_path / "out" / "kittimasks_1" / "1_0" / "4"
+    assert [json.loads(l)["step"] for l in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+    assert "clean log" in capsys.readouterr().out
+
+
 def test_random_seeds_and_slowvae(tmp_path, data_dir, capsys):
     assert _run(tmp_path, data_dir, "--random-seeds", "--num_runs", "2", "--max-iter", "2", "--log-step", "1") == 0
     out = capsys.readouterr().out

@@ -394,8 +394,21 @@ class RunDir:
         )
 
     def truncate_metrics(self, max_step: int) -> None:
-        """Drop log lines past ``max_step`` (written after the checkpoint a resume starts from)."""
-        self.filter_metrics(lambda r: r.get("step", 0) <= max_step)
+        """Drop log lines past ``max_step``, written after the checkpoint a run resumes from; at step 0
+        (no checkpoint: a run killed before its first one, or one whose checkpoint was deleted) the
+        log starts clean. Either is said when it drops lines."""
+        records = self.read_metrics()
+        kept = [r for r in records if r.get("step", 0) <= max_step]
+        if len(kept) == len(records):
+            return
+        dropped = len(records) - len(kept)
+        if max_step == 0:
+            print(f"note: {self.file('metrics.jsonl')} held {dropped} lines of an earlier start without a "
+                  "checkpoint; the run starts from step 1 with a clean log")
+        else:
+            print(f"note: dropped {dropped} lines past step {max_step} from {self.file('metrics.jsonl')} "
+                  "(written after the checkpoint this run resumes from)")
+        atomic_write_bytes(self.file("metrics.jsonl"), "".join(json.dumps(r) + "\n" for r in kept).encode())
 
     # checkpoints ------------------------------------------------------------
     def save_checkpoint(self, state: dict, name: str = "checkpoint.pt") -> None:

@@ -59,7 +59,7 @@ UNSUPPORTED_DATASET_FLAGS = {
 CHECKPOINT_FIELDS = {"model_states": dict, "model_states.net": dict}
 CHECKPOINT_OPTIONAL = {"iter": int, "optim_states": dict, "optim_states.optim": dict, "loader": dict,
                        "loader.generator": torch.Tensor, "loader.perm": (torch.Tensor, type(None)),
-                       "loader.pos": int}
+                       "loader.pos": int, "window": dict, "window.sums": dict, "window.count": int}
 RESUME_KEYS = ("model", "box_norm", "p", "beta", "gamma", "rate_prior", "betavae", "batch_size",
                "z_dim", "lr", "beta1", "beta2", "kitti_max_delta_t", "augment", "seed")
 
@@ -371,8 +371,9 @@ def _run_one(args, seed: int, dataset: KittiMasks, data_path: Path, device, run:
                          what="a KITTI checkpoint")
             with loading(ckpt_path, "data-loader state"):
                 loader.load_state_dict(state["loader"])
-        run.truncate_metrics(start)
         print(f"resuming {run.path} from checkpoint '{args.ckpt_name}' at iteration {start}", flush=True)
+    run.truncate_metrics(start if state is not None else 0)
+    window = state.get("window", {}) if state is not None and start > 0 else {}
     run.write_config(config)
 
     if args.model == "slowvae":
@@ -406,7 +407,7 @@ def _run_one(args, seed: int, dataset: KittiMasks, data_path: Path, device, run:
     def checkpoint(i: int, force: bool = False) -> None:
         s = {"iter": i, "model_states": {"net": net.state_dict()},
              "optim_states": {"optim": optim.state_dict()}, "loader": source.state_dict(),
-             "config": config}
+             "config": config, "window": window}
         if force or i % args.save_step == 0 or i == max_iter:
             ckpts.save_checkpoint(s, "last")
         if i % NUMBERED_CHECKPOINT_EVERY == 0:
@@ -418,7 +419,7 @@ def _run_one(args, seed: int, dataset: KittiMasks, data_path: Path, device, run:
         every = math.gcd(args.save_step, NUMBERED_CHECKPOINT_EVERY)
         records = train_loop(step, n_steps=max_iter, start_step=min(start, max_iter), log_every=args.log_step,
                              evaluate=evaluate, checkpoint=checkpoint, checkpoint_every=every, run=logged,
-                             desc=f"kitti {args.model} seed {seed}")
+                             desc=f"kitti {args.model} seed {seed}", window=window)
     finally:
         if source is not loader:
             source.close()

@@ -48,7 +48,7 @@ _RUN_DEFINING = (
 
 # what a run folder's checkpoint.pt holds (see run()'s checkpoint())
 CHECKPOINT_FIELDS = {"step": int, "model": dict}
-CHECKPOINT_OPTIONAL = {"optimizer": (dict, type(None))}
+CHECKPOINT_OPTIONAL = {"optimizer": (dict, type(None)), "window": dict, "window.sums": dict, "window.count": int}
 
 
 def _constraint(value: str) -> str | None:
@@ -476,20 +476,22 @@ def _run(args, stack: ExitStack) -> int:
                      else torch.optim.SGD(params, lr=args.lr))
 
     start_step = 0
+    window: dict = {}  # the training loop's current log window, saved with each checkpoint
     model_normalization = None  # the image statistics a loaded model was trained with
     if state is not None and args.mode != "test":
         ckpt_path = run_dir.file("checkpoint.pt")
         load_module_state(f, state["model"], ckpt_path, encoder_name(args, layout))
         if optimizer is not None and state.get("optimizer"):
             load_optimizer_state(optimizer, state["optimizer"], ckpt_path)
-        start_step = state["step"]
+        start_step, window = state["step"], state.get("window", {})
         if start_step < 0:
             raise ClicaError(f"{ckpt_path} is not a 3dident checkpoint: step {start_step}")
-        run_dir.truncate_metrics(start_step)
         print(f"resuming {run_dir.path} from step {start_step}")
     elif args.load_model is not None:
         model_normalization = load_state(f, args.load_model, encoder_name(args, layout))
         print("Model loaded:", args.load_model)
+    if args.mode != "test":
+        run_dir.truncate_metrics(start_step)
 
     # data --------------------------------------------------------------------
     data_kw = dict(images=needs_images, image_size=args.image_size, cache=args.image_cache,
@@ -596,7 +598,7 @@ def _run(args, stack: ExitStack) -> int:
         if force or final or i % args.checkpoint_every == 0:
             run_dir.save_checkpoint({**model_file(f, pairs.normalization),
                                      "optimizer": optimizer.state_dict() if optimizer else None,
-                                     "step": i, "seed": args.seed})
+                                     "step": i, "seed": args.seed, "window": window})
         if args.save_model and args.save_every and i % args.save_every == 0 and not final:
             path = f"{args.save_model}.iteration_{i}"
             atomic_torch_save(path, model_file(f, pairs.normalization))
@@ -610,7 +612,7 @@ def _run(args, stack: ExitStack) -> int:
         with resume_hint(args, f"--run-dir {run_dir.path}"):
             train_loop(step, n_steps=args.iterations, start_step=start_step, log_every=args.n_log_steps,
                        evaluate=do_eval, checkpoint=checkpoint, checkpoint_every=1, run=run_dir,
-                       desc=f"3dident {args.mode}", phase=args.mode)
+                       desc=f"3dident {args.mode}", phase=args.mode, window=window)
     if args.save_model:
         atomic_torch_save(args.save_model, model_file(f, pairs.normalization))
         print(f"Saving final model at: {args.save_model}")
