@@ -290,3 +290,18 @@ def test_renders_with_the_same_settings_share_a_folder(tmp_path):
         assert render_images(folder, n_batches=2, batch_index=1, image_size=SIZE, progress=False)["rendered"] == 3
     finally:
         other.release()
+
+
+def test_damaged_images_are_rendered_again_on_rerun(tmp_path, capsys):
+    folder = tmp_path / "ds"
+    write_latents(folder, LatentOptions(n_points=4, seed=0), log=quiet)
+    render_images(folder, image_size=SIZE, progress=False)
+    images = sorted((folder / "images").glob("*.png"))
+    whole = images[1].read_bytes()
+    images[1].write_bytes(whole[: len(whole) // 2])  # cut short after rendering
+    capsys.readouterr()
+    result = render_images(folder, image_size=SIZE, progress=False)
+    assert (result["redone"], result["rendered"], result["skipped"]) == (1, 1, 3)
+    assert "1 image(s) on disk are cut short" in capsys.readouterr().out
+    assert images[1].read_bytes() == whole  # rendered again, bit-identical
+    assert render_images(folder, image_size=SIZE, progress=False)["rendered"] == 0

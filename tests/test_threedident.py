@@ -462,6 +462,22 @@ def test_sigterm_checkpoints_the_current_step_and_the_resumed_run_is_exact(folde
     assert main(argv(tmp_path / "b")) == 0
     fa, fb = (torch.load(tmp_path / x / "checkpoint.pt", weights_only=False)["model"] for x in "ab")
     assert all(torch.equal(fa[k], fb[k]) for k in fa)
+    # the log window is saved with the checkpoint: the resumed log equals the uninterrupted one
+    strip = lambda run: [{k: v for k, v in json.loads(l).items() if k != "time_s"}  # noqa: E731
+                         for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert strip(tmp_path / "a") == strip(tmp_path / "b")
+
+
+def test_a_restart_without_checkpoint_starts_a_clean_log(folder10, tmp_path, capsys):
+    run = tmp_path / "run"
+    args = _cli(folder10, tmp_path, "--non-periodic-rotation-and-color", "--run-dir", str(run))
+    args[args.index("--iterations") + 1] = "3"
+    assert main(args) == 0
+    (run / "checkpoint.pt").unlink()  # killed before its first checkpoint, or deleted
+    assert main(args) == 0
+    steps = [json.loads(l)["step"] for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3]
+    assert "clean log" in capsys.readouterr().out
 
 def test_dataloader_workers_see_the_same_batch_stream(folder10):
     layout = td.latent_layout(non_periodic_rotation_and_color=True)
@@ -654,3 +670,28 @@ def test_a_locked_run_folder_is_refused(folder10, tmp_path, capsys):
         assert main(_cli(folder10, tmp_path, "--non-periodic-rotation-and-color", "--run-dir", str(run))) == 2
     assert "in use by another clica process" in capsys.readouterr().err
     assert not (run / "config.json").exists()
+
+
+def test_image_cache_is_keyed_to_the_folders_content(tmp_path):
+    # a folder re-rendered with other latents (same count, same size) used to reuse the old cache
+    folder = make_folder(tmp_path / "ds", n=30, seed=0)
+    td.build_image_cache(td.ThreeDIdentFolder.open(folder), progress=False)
+    make_folder(folder, n=30, seed=1)  # re-rendered in place with other latents
+    f = td.ThreeDIdentFolder.open(folder)
+    assert td.open_image_cache(f) is None  # the stale cache is not used
+    path = td.build_image_cache(f, progress=False)
+    assert len(list((folder / "cache").glob("*.npy"))) == 1  # the stale one was removed
+    cache = np.load(path, mmap_mode="r")
+    assert np.array_equal(cache[7], td.decode_png(f.image_path(7)).transpose(2, 0, 1))
+
+
+def test_image_cache_on_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):
+    folder = make_folder(tmp_path / "ds", n=12, seed=0)
+
+    def full(fd, offset, length):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(td.os, "posix_fallocate", full)
+    with pytest.raises(ClicaError, match="no space left on device while writing"):
+        td.build_image_cache(td.ThreeDIdentFolder.open(folder), progress=False)
+    assert not list((folder / "cache").iterdir())

@@ -23,6 +23,7 @@ Everything here is usable from Python without the command line::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -36,6 +37,7 @@ import torch
 
 from ..errors import ClicaError
 from ..progress import Progress
+from ..runs import write_error
 
 __all__ = [
     "LATENT_NAMES",
@@ -497,10 +499,25 @@ class LatentMatcher:
 # image cache and loading
 # ---------------------------------------------------------------------------
 
+def content_key(folder: ThreeDIdentFolder) -> str:
+    """A short hash of what the folder's images depend on: both latent files and, when there is one,
+    ``render_config.json``. A re-render with other latents or settings changes it, so an image cache
+    keyed by it is never reused for images it does not hold."""
+    h = hashlib.sha1()
+    for name in ("raw_latents.npy", "latents.npy", "render_config.json"):
+        path = folder.root / name
+        if path.is_file():
+            with open(path, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 22), b""):
+                    h.update(block)
+    return h.hexdigest()[:12]
+
+
 def cache_file(folder: ThreeDIdentFolder, size: tuple[int, int], cache_dir=None) -> Path:
-    """Where the uint8 cache of ``folder``'s images at ``size`` lives (default: ``<folder>/cache``)."""
+    """Where the uint8 cache of ``folder``'s images at ``size`` lives (default: ``<folder>/cache``),
+    named by the folder's :func:`content_key`."""
     base = Path(cache_dir) if cache_dir else folder.root / "cache"
-    return base / f"images_{size[0]}x{size[1]}_n{folder.n}.u8.npy"
+    return base / f"images_{size[0]}x{size[1]}_n{folder.n}_{content_key(folder)}.u8.npy"
 
 
 def _decode_chunk(args):
@@ -521,8 +538,23 @@ def build_image_cache(folder: ThreeDIdentFolder, size: tuple[int, int] | None = 
     if path.is_file():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
+    if cache_dir is None:  # the folder's own cache folder: caches of its earlier contents are stale
+        for old in path.parent.glob(f"images_{size[0]}x{size[1]}_n*.u8.npy"):
+            print(f"note: removing {old}, the image cache of other latents or render settings")
+            old.unlink()
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(folder.n, 3, *size))
+    try:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(folder.n, 3, *size))
+        # reserve the disk space now: writing a memory map past a full disk kills the process (SIGBUS)
+        fd = os.open(tmp, os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, 0, os.path.getsize(tmp))
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        if tmp.exists():
+            tmp.unlink()
+        raise write_error(tmp, exc) from None
     jobs = [([folder.image_path(i) for i in range(s, min(s + chunk, folder.n))], size, folder.image_shape())
             for s in range(0, folder.n, chunk)]
     try:

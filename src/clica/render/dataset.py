@@ -175,6 +175,26 @@ def _existing_images(images_dir: Path, n: int) -> set[str]:
     return names
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+
+
+def png_is_whole(path: Path, size: int) -> bool:
+    """Cheaply, whether ``path`` is a complete ``size``×``size`` PNG: its signature, the width and
+    height of its header chunk and the end chunk (a file cut short lacks it), without decoding it."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(24)
+            if len(head) < 24 or head[:8] != _PNG_SIGNATURE or head[12:16] != b"IHDR":
+                return False
+            if int.from_bytes(head[16:20], "big") != size or int.from_bytes(head[20:24], "big") != size:
+                return False
+            fh.seek(-len(_PNG_END), os.SEEK_END)
+            return fh.read() == _PNG_END
+    except OSError:
+        return False
+
+
 def claim_render_settings(folder: Path, config: dict, have_images: bool, stack: ExitStack) -> None:
     """Claim ``folder``'s images for these render settings, atomically, until ``stack`` closes.
 
@@ -306,9 +326,16 @@ def render_images(folder, n_batches: int = 1, batch_index: int = 0, image_size: 
             raise ClicaError(f"cannot create {images_dir}: {exc.strerror or exc}") from None
         _remove_stale_temporaries(images_dir)
 
+        mine = {image_name(i, n) for i in indices} & existing
+        damaged = {name for name in mine if not png_is_whole(images_dir / name, settings.image_size)}
+        if damaged:
+            print(f"note: {len(damaged)} image(s) on disk are cut short or not {settings.image_size}px PNGs "
+                  f"(e.g. {min(damaged)}); rendering them again")
+            existing = existing - damaged
         todo = np.array([i for i in indices if image_name(i, n) not in existing], dtype=np.int64)
         skipped = len(indices) - len(todo)
-        result = {"rendered": 0, "skipped": skipped, "seconds": 0.0, "images_per_s": 0.0, "renderer": None}
+        result = {"rendered": 0, "skipped": skipped, "redone": len(damaged), "seconds": 0.0, "images_per_s": 0.0,
+                  "renderer": None}
         if len(todo) == 0:
             return result
         from .renderer import atlas_capacity, slot_batches
