@@ -110,13 +110,13 @@ def test_translation_and_flip_are_exact_pixel_moves(data):
 
 def test_loader_batches_epochs_and_resume(data):
     ds = KittiMasks.from_dict(data, max_delta_t=2)
-    loader = PairLoader(ds, batch_size=16, seed=0)
+    loader = PairLoader(ds, batch_size=16, augment=True, seed=0)
     x, z = loader.next_batch()
     assert x.shape == (16, 1, 64, 64) and z.shape == (16, 3)
     # interleaved pairs: frame 2k and 2k+1 of a batch are a pair, so their latents are close
     state = loader.state_dict()
     nxt = loader.next_batch()
-    again = PairLoader(ds, batch_size=16, seed=123)
+    again = PairLoader(ds, batch_size=16, augment=True, seed=123)
     again.load_state_dict(state)
     assert torch.equal(again.next_batch()[0], nxt[0])
     starts = []

@@ -13,7 +13,9 @@ A training *pair* is (frame t, frame t+k) of one sequence with k uniform in
 last of its sequence can start a pair. :class:`KittiMasks` keeps all frames
 in one packed ``uint8`` tensor, so a batch of pairs is one gather, and
 :func:`augment_pairs` applies the original's random affine + horizontal flip
-to a whole batch at once (the same transform for both frames of a pair).
+to a whole batch at once (the same transform for both frames of a pair). The
+original defined it but never switched it on, so :class:`PairLoader` leaves it
+off unless asked (``augment=True``, ``clica kitti --augment``).
 
 :func:`generate_synthetic` writes the same format offline: walking
 pedestrian silhouettes (head, torso, arms, legs with a gait cycle) whose
@@ -310,7 +312,7 @@ class PairLoader:
     (batch_size, 1, 64, 64) on ``device`` and latents (batch_size, 3).
     """
 
-    def __init__(self, dataset: KittiMasks, batch_size: int = 64, augment: bool = True,
+    def __init__(self, dataset: KittiMasks, batch_size: int = 64, augment: bool = False,
                  seed: int = 0, device=None):
         if batch_size < 2 or batch_size % 2:
             raise ClicaError(f"--batch-size must be an even number ≥ 2 (pairs of frames), got {batch_size}")
