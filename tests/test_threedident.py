@@ -514,13 +514,8 @@ def test_load_model_saved_by_the_original(tmp_path):
         load_state(build_encoder(args, layout), tmp_path / "broken.pt")
 
 
-def test_test_dataset_is_normalised_like_the_training_images(folder10, tmp_path, monkeypatch):
-    """A held-out folder with its own stats.json is still normalised with the training folder's statistics."""
-    import shutil
-
-    test_folder = tmp_path / "held_out"
-    shutil.copytree(folder10, test_folder)
-    (test_folder / "stats.json").write_text(json.dumps({"mean": [0.6, 0.5, 0.4], "std": [0.3, 0.3, 0.3]}))
+def _record_normalizations(monkeypatch) -> list:
+    """The (mean, std) of every held-out or test-mode dataset made from now on, in order."""
     seen = []
 
     class Recording(td.ThreeDIdentSequential):
@@ -529,6 +524,17 @@ def test_test_dataset_is_normalised_like_the_training_images(folder10, tmp_path,
             seen.append(self.normalization)
 
     monkeypatch.setattr(td, "ThreeDIdentSequential", Recording)
+    return seen
+
+
+def test_test_dataset_is_normalised_like_the_training_images(folder10, tmp_path, monkeypatch):
+    """A held-out folder with its own stats.json is still normalised with the training folder's statistics."""
+    import shutil
+
+    test_folder = tmp_path / "held_out"
+    shutil.copytree(folder10, test_folder)
+    (test_folder / "stats.json").write_text(json.dumps({"mean": [0.6, 0.5, 0.4], "std": [0.3, 0.3, 0.3]}))
+    seen = _record_normalizations(monkeypatch)
     assert main(_cli(folder10, tmp_path, "--non-periodic-rotation-and-color", "--mode", "supervised",
                      "--test-dataset", str(test_folder), "--run-dir", str(tmp_path / "run"))) == 0
     assert seen == [(td.PUBLISHED_MEAN, td.PUBLISHED_STD)]
@@ -634,14 +640,7 @@ def test_test_mode_uses_the_statistics_the_model_was_trained_with(folder10, tmp_
     assert main(_cli(train, tmp_path, "--non-periodic-rotation-and-color", "--save-model", str(model),
                      "--run-dir", str(tmp_path / "run"))) == 0
     assert torch.load(model, weights_only=True)["normalization"] == {"mean": [0.4, 0.3, 0.2], "std": [0.2, 0.25, 0.3]}
-    seen = []
-
-    class Recording(td.ThreeDIdentSequential):
-        def __init__(self, *a, **kw):
-            super().__init__(*a, **kw)
-            seen.append(self.normalization)
-
-    monkeypatch.setattr(td, "ThreeDIdentSequential", Recording)
+    seen = _record_normalizations(monkeypatch)
     test = ["--non-periodic-rotation-and-color", "--mode", "test", "--load-model", str(model)]
     summaries = []
     for k, stats in enumerate([None, {"mean": [0.6, 0.5, 0.4], "std": [0.3, 0.3, 0.3]}]):
