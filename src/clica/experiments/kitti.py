@@ -17,6 +17,7 @@ logs in ``<log-dir>/<experiment-dir>/<seed>`` with ``--use-writer``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import time
@@ -36,6 +37,7 @@ from ..runs import (FolderLock, RunDir, atomic_write_json, check_fields, load_mo
                     resolve_device, seed_everything)
 from ..slowvae import SlowVAELoss
 from ..training import require_finite, train_loop
+from .flags import config_class
 
 DESCRIPTION = (
     "Disentanglement with InfoNCE/Contrastive Learning - KITTI Masks. Trains a conv encoder on "
@@ -155,6 +157,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 # --------------------------------------------------------------------------- checks
+
+KittiConfig = config_class("KittiConfig", add_arguments, """Every setting of a KITTI Masks run: one field per
+flag of ``clica kitti`` (the original ``main_kitti.py`` flags and ours), with the same defaults.
+Run it with :func:`run_kitti`; ``KittiConfig.from_dict(json.load(...))`` rebuilds a run's config.json.""")
+
 
 def check_args(args) -> None:
     given = getattr(args, "_given", set())
@@ -312,7 +319,7 @@ class _LiveRun(RunDir):
 # --------------------------------------------------------------------------- one run
 
 def _config(args, seed: int, data_path: Path, dataset: KittiMasks, device) -> dict:
-    cfg = {k: v for k, v in vars(args).items() if not k.startswith("_")}
+    cfg = {"command": "kitti", **args.to_dict()}
     cfg.update(seed=seed, max_iter=int(args.max_iter), data_file=str(data_path),
                data_sequences=dataset.n_sequences, data_frames=dataset.n_frames,
                gamma=0.0 if args.betavae else args.gamma, device=str(device))
@@ -480,6 +487,17 @@ def _draw_seed(rs: np.random.RandomState, taken: set) -> int:
 
 
 def run(args) -> int:
+    run_kitti(KittiConfig.from_args(args))
+    return 0
+
+
+def run_kitti(cfg) -> dict:
+    """Train (or evaluate) as ``clica kitti`` does with these settings (a :data:`KittiConfig`); return
+    the run's summary, or for ``--random-seeds``/``--random-search`` the MCC mean, std and runs."""
+    args = dataclasses.replace(cfg)  # the run fills in settings (seed, ...): never the caller's object
+    for attr in ("_given",):
+        if hasattr(cfg, attr):
+            object.__setattr__(args, attr, getattr(cfg, attr))
     check_args(args)
     if args.cuda and not torch.cuda.is_available():
         raise ClicaError("--cuda given but CUDA is not available on this machine; drop --cuda to run on the CPU")
@@ -495,16 +513,14 @@ def run(args) -> int:
           f"device {device}", flush=True)
 
     if not (args.random_search or args.random_seeds):
-        run_one(args, args.seed, dataset, data_path, device)
-        return 0
+        return run_one(args, args.seed, dataset, data_path, device)
 
     # seeds (and search draws) come from --seed, so a sweep is reproducible
     rs = np.random.RandomState(args.seed)
     taken: set = set()
-    base = argparse.Namespace(**vars(args))
     results = []
     for k in range(args.num_runs):
-        a = argparse.Namespace(**vars(base))
+        a = dataclasses.replace(args)
         seed = _draw_seed(rs, taken)
         if args.random_search:
             a.beta = float(rs.uniform(1, 16)) if args.search_beta else 1.0
@@ -521,10 +537,11 @@ def run(args) -> int:
     kind = "random_search" if args.random_search else "random_seeds"
     out = (Path(args.output_dir) / (args.experiment_dir or f"{args.dataset}_{args.kitti_max_delta_t}")
            / f"{kind}_{args.model}_{args.seed}.json")
-    atomic_write_json(out, {"mcc_mean": mean, "mcc_std": std, "runs": results})
+    aggregate = {"mcc_mean": mean, "mcc_std": std, "runs": results}
+    atomic_write_json(out, aggregate)
     if args.random_search:
         best = max(results, key=lambda r: -1 if math.isnan(r["mcc"]) else r["mcc"])
         print(f"best: MCC {best['mcc']:.4f} seed {best['seed']} beta {best['beta']:.3f} "
               f"gamma {best['gamma']:.3f} rate-prior {best['rate_prior']:.3f}")
     print(f"MCC over {len(scores)} runs: {mean:.4f} ± {std:.4f} (mean ± std); results in {out}", flush=True)
-    return 0
+    return aggregate

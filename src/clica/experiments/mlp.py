@@ -334,7 +334,7 @@ def _run_locked(cfg: MLPConfig, run: RunDir, resume: bool, echo) -> dict:
         raise ClicaError(f"{save_dir} already holds a run; use --resume-training to continue it or choose another --save-dir")
     cfg.seed = resolve_seed(cfg.seed)
     seed_everything(cfg.seed)
-    run.write_config(dataclasses.asdict(cfg))
+    run.write_config({"command": "mlp", **dataclasses.asdict(cfg)})
     echo(f"run folder: {run.path}  seed: {cfg.seed}")
     if cfg.eval_batch_size() > cfg.batch_size:
         echo(f"note: the final scores use batches of {cfg.eval_batch_size()} latents, not --batch-size "

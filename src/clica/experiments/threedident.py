@@ -12,6 +12,7 @@ the rest) and ``test`` (evaluate a loaded encoder on a folder).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import time
 from contextlib import ExitStack
@@ -27,7 +28,7 @@ from ..models import to_device
 from ..runs import (FolderLock, RunDir, atomic_torch_save, check_fields, load_module_state, load_optimizer_state,
                     load_torch_file, resolve_device, resolve_seed, seed_everything)
 from ..training import require_finite, train_loop
-from .flags import resume_hint
+from .flags import config_class, resume_hint
 
 DESCRIPTION = (
     "Disentanglement with InfoNCE/Contrastive Learning - 3DIdent. Train a ResNet encoder on image "
@@ -387,7 +388,7 @@ def evaluate(args, f, g, evalset: EvalSet, device) -> tuple[dict, np.ndarray, np
 # ---------------------------------------------------------------------------
 
 def _config(args) -> dict:
-    return {k: v for k, v in vars(args).items() if not k.startswith("_")}
+    return {"command": "3dident", **args.to_dict()}
 
 
 def _open_run(args, stack: ExitStack) -> tuple[RunDir, dict | None]:
@@ -421,12 +422,30 @@ def _norm(v):
     return v
 
 
+ThreeDIdentConfig = config_class("ThreeDIdentConfig", add_arguments, """Every setting of a 3DIdent run: one field per
+flag of ``clica 3dident`` (the original ``main_3dident.py`` flags and ours), with the same defaults;
+``offline_dataset`` is required. Run it with :func:`run_3dident`.""")
+
+
 def run(args) -> int:
+    run_3dident(ThreeDIdentConfig.from_args(args))
+    return 0
+
+
+def run_3dident(cfg, run_dir=None) -> dict:
+    """Train (or with ``mode="test"`` evaluate) as ``clica 3dident`` does with these settings (a
+    :data:`ThreeDIdentConfig`), in ``run_dir`` (default: ``cfg.run_dir``, else a new folder under
+    runs/); return the summary written to ``summary.json``."""
+    if cfg.offline_dataset is None:
+        raise ClicaError("--offline-dataset is required: the 3DIdent folder to train on")
+    args = dataclasses.replace(cfg, **({"run_dir": str(run_dir)} if run_dir is not None else {}))
+    if hasattr(cfg, "_argv"):
+        object.__setattr__(args, "_argv", cfg._argv)
     with ExitStack() as stack:
         return _run(args, stack)
 
 
-def _run(args, stack: ExitStack) -> int:
+def _run(args, stack: ExitStack) -> dict:
     from ..data.threedident import ThreeDIdentFolder, ThreeDIdentPairs, ThreeDIdentSequential, latent_space_for
     from ..losses import SUPERVISED_LOSSES
 
@@ -512,8 +531,7 @@ def _run(args, stack: ExitStack) -> int:
         print(f"Lin. Disentanglement: {record['r2']:.6f}, MCC: {record['mcc']:.4f}, "
               f"MSE: {record.get('mse')}, lin. fit MSE: {record['lin_mse']}")
         run_dir.log_metrics({"step": 0, "phase": "test", **record})
-        _finish(run_dir, record, z, h, layout, args, elapsed=0.0)
-        return 0
+        return _finish(run_dir, record, z, h, layout, args, elapsed=0.0)
 
     latent_space = latent_space_for(layout, args.non_periodical_conditional, args.sigma)
     t_index = time.monotonic()
@@ -616,9 +634,8 @@ def _run(args, stack: ExitStack) -> int:
     if args.save_model:
         atomic_torch_save(args.save_model, model_file(f, pairs.normalization))
         print(f"Saving final model at: {args.save_model}")
-    _finish(run_dir, last_eval["record"], last_eval["z"], last_eval["h"], layout, args,
-            elapsed=time.monotonic() - t0)
-    return 0
+    return _finish(run_dir, last_eval["record"], last_eval["z"], last_eval["h"], layout, args,
+                   elapsed=time.monotonic() - t0)
 
 
 def _worker_init(_):
@@ -634,7 +651,7 @@ def _describe_images(data) -> None:
     print(f"images: {h}x{w} from {src}; normalised with {data.normalization_source}")
 
 
-def _finish(run_dir: RunDir, record: dict, z, h, layout, args, elapsed: float) -> None:
+def _finish(run_dir: RunDir, record: dict, z, h, layout, args, elapsed: float) -> dict:
     from ..plots import true_vs_predicted
 
     fig = run_dir.file("true_vs_predicted.png")
@@ -650,5 +667,6 @@ def _finish(run_dir: RunDir, record: dict, z, h, layout, args, elapsed: float) -
     run_dir.write_summary(summary)
     r2, m = record["r2"], record["mcc"]
     print(f"final: linear R² {r2:.4f}  MCC {m:.4f}  (summary: {run_dir.file('summary.json')})")
+    return summary
     if math.isnan(m):
         print("note: MCC needs at least as many outputs as latents")
