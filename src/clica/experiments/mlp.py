@@ -403,7 +403,7 @@ def verdict(cfg: MLPConfig, phase: str, result: dict, run: RunDir) -> str:
         what, key = theory
         score = result["linear_mean" if key == "linear_r2" else "perm_mean"]
         name = "linear R²" if key == "linear_r2" else "MCC"
-        status = "reached" if score >= 0.99 else "not reached (train longer, or see the README's recipes)"
+        status = "reached" if score >= 0.99 else "not reached (train longer; recipes in docs/mlp.md)"
         lines.append(f"  theory: identified up to {what}, so {name} should approach 1: {score:.4f}, "
                      f"≥ 0.99 {status}")
     lines.append(f"  figure: {run.file(f'latents_{phase}.png')} (each true latent against its recovered one)")
