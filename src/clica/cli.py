@@ -23,6 +23,7 @@ COMMANDS = {
     "3dident": ("clica.experiments.threedident", "3DIdent experiment (the original main_3dident.py)"),
     "render": ("clica.render.cli", "generate the 3DIdent dataset: latents, images, previews, stats"),
     "data": ("clica.data.cli", "make offline datasets (synthetic KITTI Masks)"),
+    "table": ("clica.experiments.table", "the paper's identifiability grid over seeds, run on Ray"),
     "rerun": ("clica.experiments.rerun", "run a run folder's config.json again (same settings and seed) into a new folder"),
 }
 

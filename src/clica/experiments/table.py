@@ -1,0 +1,405 @@
+"""``clica table``: the paper's identifiability grid, one Ray task per (row, seed).
+
+A row is a setting (latent space, marginal, conditional, loss) with the theory's
+prediction and the recipe that trains it; each (row, seed) runs as one Ray task
+(an embedded local Ray by default, a cluster with ``--address``) whose result
+travels back to the driver, which alone writes the output folder: no shared
+file system is needed. Finished (row, seed) results are kept in ``runs.jsonl``,
+so a rerun runs only the rest; a run that raises or whose worker dies is
+retried as Ray allows and then reported as failed with its one-line error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import os
+import platform
+import shlex
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ClicaError
+from ..runs import append_line, atomic_write_bytes, atomic_write_json
+from .mlp import PRESETS
+
+DESCRIPTION = (
+    "Run the paper's identifiability grid: every row (a latent space, marginal, conditional and loss) over "
+    "--seeds seeds, one Ray task per run (an embedded local Ray, or a cluster with --address), and write "
+    "table.md, table.csv, runs.jsonl and table.png with each row's scores against the theory's prediction. "
+    "A rerun keeps the finished runs."
+)
+
+# what the theory predicts for a row, and the check a row's mean scores must pass
+PREDICTIONS = {
+    "permutation": ("identified up to permutation and sign: MCC → 1", lambda r2, mcc: mcc >= 0.99),
+    "affine": ("identified up to an orthogonal (affine) map: linear R² → 1", lambda r2, mcc: r2 >= 0.99),
+    "rotation": ("not identifiable beyond a rotation: linear R² → 1 while MCC stays low",
+                 lambda r2, mcc: r2 >= 0.99 and mcc < 0.9),
+    "none": ("outside the theorems' assumptions; reported, aim as the matched rows", None),
+}
+
+# every MLP row trains with the recipe of clica mlp --preset fast unless the row says otherwise
+MLP_RECIPE = PRESETS["fast"]
+
+
+@dataclass
+class Row:
+    """One line of the grid: a name, the command, its settings (config fields) and the prediction."""
+
+    name: str
+    command: str
+    settings: dict
+    prediction: str
+    note: str = ""
+    recipe: dict = field(default_factory=dict)
+
+    def config(self, steps: int | None = None) -> dict:
+        """The row's full settings: recipe, then setting; ``steps`` overrides the training length."""
+        cfg = {**(MLP_RECIPE if self.command == "mlp" else {}), **self.recipe, **self.settings}
+        if steps is not None:
+            cfg["n_steps" if self.command == "mlp" else "max_iter"] = steps
+        return cfg
+
+    def command_line(self, steps: int | None = None) -> str:
+        """The ``clica`` command that runs this row alone (one seed)."""
+        words = ["clica", self.command]
+        config = self.config(steps)
+        if self.command == "mlp":  # the recipe as its preset, then what the row sets
+            words += ["--preset", "fast"]
+            config = {k: v for k, v in config.items() if MLP_RECIPE.get(k, object()) != v}
+        for key, value in config.items():
+            flag = "--" + key.replace("_", "-")
+            if value is True:
+                words.append(flag)
+            elif value is not False:
+                words += [flag, str(value)]
+        return shlex.join(words)
+
+
+def _mlp(name, space, m_p, c_p, c_param, p, prediction, note="", **extra) -> Row:
+    settings = {"n": 10, "n_mixing_layer": 3, "space_type": space, "m_p": m_p, "c_p": c_p, "c_param": c_param,
+                "p": p, **extra}
+    return Row(name, "mlp", settings, prediction, note)
+
+
+MLP_ROWS = [
+    _mlp("sphere-vmf1", "sphere", 0, 0, 1.0, 0, "affine"),
+    _mlp("sphere-vmf10", "sphere", 0, 0, 10.0, 0, "affine"),
+    _mlp("sphere-laplace", "sphere", 0, 1, 0.05, 0, "none", "breaks the vMF assumption; the paper found it identified"),
+    _mlp("sphere-normal", "sphere", 0, 2, 0.05, 0, "none", "breaks the vMF assumption; the paper found it identified"),
+    _mlp("box-laplace-l1", "box", 0, 1, 0.05, 1, "permutation", box_norm=True),
+    _mlp("box-gennorm-l3", "box", 0, 3, 0.05, 3, "permutation"),
+    _mlp("box-normal-l2", "box", 0, 2, 0.05, 2, "affine"),
+    _mlp("box-normal-l1", "box", 0, 2, 0.05, 1, "none", "conditional and loss mismatched"),
+    _mlp("box-laplace-l2", "box", 0, 1, 0.05, 2, "none", "conditional and loss mismatched"),
+    _mlp("real-laplace-l1", "unbounded", 1, 1, 0.05, 1, "permutation"),
+    _mlp("real-gennorm-l3", "unbounded", 3, 3, 0.05, 3, "permutation"),
+    _mlp("real-normal-l2", "unbounded", 2, 2, 0.05, 2, "rotation"),
+]
+
+
+def varied_rows(vary: str) -> list[Row]:
+    """The box/Laplace/L1 row at n ∈ {5, 10, 20, 40} (``vary="n"``) or mixing depth 1–5 (``"layers"``)."""
+    base = next(r for r in MLP_ROWS if r.name == "box-laplace-l1")
+    values = {"n": (5, 10, 20, 40), "layers": (1, 2, 3, 4, 5)}.get(vary)
+    if values is None:
+        raise ClicaError(f"--vary must be n or layers, got {vary!r}")
+    key = "n" if vary == "n" else "n_mixing_layer"
+    return [Row(f"{base.name}-{vary}{v}", "mlp", {**base.settings, key: v}, base.prediction) for v in values]
+
+
+def kitti_rows() -> list[Row]:
+    """The KITTI Masks table: InfoNCE L1 with the box (the paper's headline row), L1, L2, SlowVAE, β-VAE."""
+    common = {"lr": 1e-3, "max_iter": 1500, "log_step": 500}
+    return [
+        Row("kitti-l1-box", "kitti", {"p": 1.0, "box_norm": 1}, "none", "the paper's headline KITTI row", common),
+        Row("kitti-l1", "kitti", {"p": 1.0, "box_norm": 0}, "none", "", common),
+        Row("kitti-l2", "kitti", {"p": 2.0, "box_norm": 0}, "none", "", common),
+        Row("kitti-slowvae", "kitti", {"model": "slowvae"}, "none", "baseline", common),
+        Row("kitti-betavae", "kitti", {"model": "slowvae", "betavae": True}, "none", "baseline", common),
+    ]
+
+
+def select_rows(experiment: str, names: str | None = None, vary: str | None = None) -> list[Row]:
+    """The rows of ``experiment`` (``mlp`` or ``kitti``), or those ``names`` ("a,b") picks."""
+    if experiment == "kitti":
+        rows = kitti_rows()
+    elif vary:
+        rows = varied_rows(vary)
+    else:
+        rows = MLP_ROWS
+    if not names:
+        return rows
+    by_name = {r.name: r for r in rows}
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in wanted if n not in by_name]
+    if unknown or not wanted:
+        raise ClicaError(f"--rows: unknown row(s) {', '.join(unknown) or '(none given)'}; "
+                         f"choose from {', '.join(by_name)}")
+    return [by_name[n] for n in wanted]
+
+
+# ---------------------------------------------------------------------------
+# one run (a Ray task): everything it writes lives in a temporary folder
+# ---------------------------------------------------------------------------
+
+def run_one(row: Row, seed: int, steps: int | None, threads: int, data_dir: str | None = None) -> dict:
+    """Train one (row, seed) and return its scores; runs in a Ray worker or in-process."""
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="clica-table-") as tmp:
+        if row.command == "mlp":
+            from .mlp import MLPConfig, run_mlp
+
+            cfg = MLPConfig(**row.config(steps), seed=seed, device="cuda" if torch.cuda.is_available() else "cpu")
+            summary = run_mlp(cfg, Path(tmp) / "run", echo=lambda *a: None)
+            last = summary["phases"][cfg.phases()[-1][0]]
+            r2, mcc = last["linear_mean"], last["perm_mean"]
+        else:
+            from contextlib import redirect_stdout
+
+            from .kitti import KittiConfig, run_kitti
+
+            if data_dir is None:  # the synthetic file, made where the task runs (no shared file system)
+                from ..data.kitti_masks import generate_synthetic, write_kitti_pickle
+
+                data_dir = str(Path(tmp) / "kitti_peds_v2.pickle")
+                write_kitti_pickle(data_dir, generate_synthetic(0))
+            cfg = KittiConfig(**row.config(steps), data_dir=data_dir, seed=seed, output_dir=f"{tmp}/out",
+                              ckpt_dir=f"{tmp}/ckpt", log_dir=f"{tmp}/logs", threads=threads)
+            with redirect_stdout(io.StringIO()):
+                summary = run_kitti(cfg)
+            r2, mcc = float("nan"), summary["mcc"]
+    return {"row": row.name, "seed": seed, "r2": r2, "mcc": mcc, "seconds": round(time.monotonic() - t0, 1),
+            "status": "ok", "error": "", "host": platform.node(), "config": row.config(steps)}
+
+
+# ---------------------------------------------------------------------------
+# the driver
+# ---------------------------------------------------------------------------
+
+def _read_runs(path: Path) -> dict:
+    """Finished runs of an earlier call, by (row, seed); failed ones are run again."""
+    if not path.exists():
+        return {}
+    done = {}
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut off by a crash: that run is run again
+        if rec.get("status") == "ok":
+            done[(rec["row"], rec["seed"])] = rec
+    return done
+
+
+def _one_line(exc: BaseException) -> str:
+    cause = getattr(exc, "cause", None) or exc  # a RayTaskError carries the task's own exception
+    lines = [ln for ln in str(cause).strip().splitlines() if ln.strip()]
+    return f"{type(cause).__name__}: {lines[-1] if lines else ''}"[:300]
+
+
+def run_table(rows: list[Row], seeds: list[int], output_dir: str | Path, steps: int | None = None,
+              address: str | None = None, cpus_per_run: int = 1, gpus_per_run: float = 0,
+              data_dir: str | None = None, progress: bool = True, max_retries: int = 1) -> list[dict]:
+    """Run every (row, seed) as a Ray task, keep finished runs across calls, write the outputs.
+
+    Returns one record per (row, seed): ``row, seed, r2, mcc, seconds, status, error, host, config``.
+    """
+    import ray
+
+    from ..progress import Progress
+
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    runs_file = out / "runs.jsonl"
+    done = _read_runs(runs_file)
+    wanted = [(row, seed) for row in rows for seed in seeds]
+    todo = [(row, seed) for row, seed in wanted if (row.name, seed) not in done]
+    t0 = time.monotonic()
+    if todo:
+        address = address or os.environ.get("RAY_ADDRESS")
+        started = not ray.is_initialized()
+        if started:
+            if not address:  # an embedded Ray on this machine only: no token to hand around
+                os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+            ray.init(address=address, num_cpus=None if address else os.cpu_count(), include_dashboard=False,
+                     log_to_driver=False, configure_logging=False)
+        try:
+            task = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=max_retries,
+                              retry_exceptions=True)(run_one)
+            pending = {task.remote(row, seed, steps, cpus_per_run, data_dir): (row, seed) for row, seed in todo}
+            with Progress(len(wanted), desc="table runs", initial=len(wanted) - len(todo), unit="run",
+                          every_s=10, enabled=progress) as bar:
+                while pending:
+                    ready, _ = ray.wait(list(pending), num_returns=1)
+                    row, seed = pending.pop(ready[0])
+                    try:
+                        rec = ray.get(ready[0])
+                    except Exception as exc:  # raised, or the worker died, after Ray's retries
+                        rec = {"row": row.name, "seed": seed, "r2": float("nan"), "mcc": float("nan"),
+                               "seconds": float("nan"), "status": "failed", "error": _one_line(exc),
+                               "host": "", "config": row.config(steps)}
+                    append_line(runs_file, json.dumps(rec))
+                    done[(row.name, seed)] = rec
+                    bar.update(1)
+                    if rec["status"] != "ok":
+                        bar.write(f"{row.name} seed {seed} failed: {rec['error']}")
+        finally:
+            if started:
+                ray.shutdown()
+    records = [done.get((row.name, seed)) or _read_failed(runs_file, row.name, seed) for row, seed in wanted]
+    write_outputs(rows, records, out, steps, total_s=time.monotonic() - t0)
+    return records
+
+
+def _read_failed(path: Path, row: str, seed: int) -> dict:
+    for line in reversed(path.read_text().splitlines()):
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if rec.get("row") == row and rec.get("seed") == seed:
+            return rec
+    raise ClicaError(f"{path} holds no result for {row} seed {seed}")
+
+
+# ---------------------------------------------------------------------------
+# outputs
+# ---------------------------------------------------------------------------
+
+def summarize(rows: list[Row], records: list[dict]) -> list[dict]:
+    """Per row: mean ± std of R² and MCC over its finished seeds, mean seconds, and the verdict."""
+    out = []
+    for row in rows:
+        ok = [r for r in records if r["row"] == row.name and r["status"] == "ok"]
+        failed = [r for r in records if r["row"] == row.name and r["status"] != "ok"]
+        r2 = np.array([r["r2"] for r in ok], dtype=float)
+        mcc = np.array([r["mcc"] for r in ok], dtype=float)
+        stat = (lambda a: (float(np.mean(a)), float(np.std(a))) if len(a) else (math.nan, math.nan))
+        check = PREDICTIONS[row.prediction][1]
+        verdict = "—"
+        if check is not None and ok and not failed:
+            verdict = "✓" if check(stat(r2)[0], stat(mcc)[0]) else "✗"
+        out.append({"row": row.name, "prediction": row.prediction, "r2": stat(r2), "mcc": stat(mcc),
+                    "seconds": float(np.mean([r["seconds"] for r in ok])) if ok else math.nan,
+                    "n_ok": len(ok), "n_failed": len(failed), "verdict": verdict,
+                    "errors": sorted({r["error"] for r in failed})})
+    return out
+
+
+def write_outputs(rows: list[Row], records: list[dict], out: Path, steps: int | None, total_s: float) -> None:
+    """table.csv (one line per run), table.md (per row, against the prediction) and table.png."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["row", "seed", "r2", "mcc", "seconds", "status", "error", "host"])
+    for r in records:
+        writer.writerow([r["row"], r["seed"], r["r2"], r["mcc"], r["seconds"], r["status"], r["error"], r["host"]])
+    atomic_write_bytes(out / "table.csv", buf.getvalue().encode())
+
+    summary = summarize(rows, records)
+    fmt = (lambda ms: "—" if math.isnan(ms[0]) else f"{ms[0]:.4f} ± {ms[1]:.4f}")
+    lines = ["# Identifiability table", "",
+             f"Machine: {platform.node()}, {os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}; "
+             f"seeds per row: {len({r['seed'] for r in records})}; "
+             f"steps: {steps if steps is not None else 'each row recipe'}; this call took {total_s:.0f} s.", "",
+             "| row | prediction | linear R² | MCC | s per run | vs prediction | runs |", "|---|---|---|---|---|---|---|"]
+    for s in summary:
+        runs = f"{s['n_ok']} ok" + (f", {s['n_failed']} failed" if s["n_failed"] else "")
+        seconds = "—" if math.isnan(s["seconds"]) else f"{s['seconds']:.0f}"
+        lines.append(f"| {s['row']} | {s['prediction']} | {fmt(s['r2'])} | {fmt(s['mcc'])} | {seconds} | "
+                     f"{s['verdict']} | {runs} |")
+    lines += ["", "Predictions: " + "; ".join(f"**{k}**: {v[0]}" for k, v in PREDICTIONS.items()) + ".", "",
+              "Each row alone (one seed; add `--seed S`):", ""]
+    for row in rows:
+        lines.append(f"- `{row.name}`: `{row.command_line(steps)}`" + (f" ({row.note})" if row.note else ""))
+    failures = [(s["row"], e) for s in summary for e in s["errors"]]
+    if failures:
+        lines += ["", "Failed runs:", ""] + [f"- {row}: {err}" for row, err in failures]
+    atomic_write_bytes(out / "table.md", ("\n".join(lines) + "\n").encode())
+    _figure(rows, records, out / "table.png")
+    atomic_write_json(out / "summary.json", {"rows": summary, "seconds": round(total_s, 1)})
+
+
+def _figure(rows: list[Row], records: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(rows) + 2), 4), constrained_layout=True)
+    for k, row in enumerate(rows):
+        ok = [r for r in records if r["row"] == row.name and r["status"] == "ok"]
+        ax.scatter([k - 0.12] * len(ok), [r["r2"] for r in ok], color="tab:blue", s=18,
+                   label="linear R²" if k == 0 else None)
+        ax.scatter([k + 0.12] * len(ok), [r["mcc"] for r in ok], color="tab:orange", s=18,
+                   label="MCC" if k == 0 else None)
+    ax.axhline(0.99, color="grey", lw=0.8, ls="--", label="target 0.99")
+    ax.set_xticks(range(len(rows)), [r.name for r in rows], rotation=45, ha="right")
+    ax.set_ylabel("score (each seed)")
+    ax.set_xlabel("row")
+    ax.set_title("identifiability table: each seed's linear R² and MCC")
+    ax.legend(loc="lower left", fontsize=8)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+# ---------------------------------------------------------------------------
+# the command
+# ---------------------------------------------------------------------------
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("experiment", choices=("mlp", "kitti"), help="which grid: the MLP-mixing rows or KITTI Masks")
+    p.add_argument("--list", action="store_true",
+                   help="print each row, its prediction and the clica command that runs it alone, and stop")
+    p.add_argument("--rows", default=None, help="comma-separated row names to run (default: all; see --list)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per row (0, 1, ..., SEEDS-1)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="training steps of every row instead of its recipe's (for smoke tests)")
+    p.add_argument("--vary", choices=("n", "layers"), default=None,
+                   help="mlp: the box/Laplace/L1 row at n = 5, 10, 20, 40 or mixing depth 1-5 instead of the grid")
+    p.add_argument("--output-dir", default="runs/table", help="where table.md, table.csv, runs.jsonl and table.png go")
+    p.add_argument("--address", default=None,
+                   help="an existing Ray cluster to send the runs to (default: $RAY_ADDRESS, else an embedded "
+                        "local Ray with this machine's cores)")
+    p.add_argument("--cpus-per-run", type=int, default=1, help="CPU cores (and torch threads) each run gets")
+    p.add_argument("--gpus-per-run", type=float, default=0, help="GPUs each run gets (fractions share one)")
+    p.add_argument("--data-dir", default=None,
+                   help="kitti: the KITTI-format pickle or its folder on every worker (default: the synthetic "
+                        "data, made by each run)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.experiment == "kitti" and args.vary:
+        raise ClicaError("--vary applies to the mlp table only")
+    rows = select_rows(args.experiment, args.rows, args.vary)
+    if args.seeds < 1:
+        raise ClicaError(f"--seeds must be at least 1, got {args.seeds}")
+    if args.steps is not None and args.steps < 1:
+        raise ClicaError(f"--steps must be at least 1, got {args.steps}")
+    if args.cpus_per_run < 1 or args.gpus_per_run < 0:
+        raise ClicaError("--cpus-per-run must be ≥ 1 and --gpus-per-run ≥ 0")
+    if args.list:
+        for row in rows:
+            print(f"{row.name:22s} {row.prediction:12s} {PREDICTIONS[row.prediction][0]}"
+                  + (f" ({row.note})" if row.note else ""))
+            print(f"    {row.command_line(args.steps)}")
+        return 0
+    records = run_table(rows, list(range(args.seeds)), args.output_dir, steps=args.steps, address=args.address,
+                        cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run, data_dir=args.data_dir)
+    failed = sum(r["status"] != "ok" for r in records)
+    print((Path(args.output_dir) / "table.md").read_text())
+    print(f"{len(records) - failed} runs finished, {failed} failed; outputs in {args.output_dir}")
+    return 0

@@ -1,0 +1,85 @@
+"""`clica table` on a real local Ray: outputs, resume, failures, row selection."""
+
+import csv
+import json
+
+import pytest
+
+from clica.cli import main
+from clica.errors import ClicaError
+from clica.experiments import table
+
+TINY = {"n": 3, "batch_size": 64, "num_eval_batches": 1, "n_log_steps": 1000, "hidden_scale": 0.2}
+
+
+def tiny(name, **settings):
+    base = next(r for r in table.MLP_ROWS if r.name == name)
+    return table.Row(name, "mlp", {**base.settings, **TINY, **settings}, base.prediction)
+
+
+@pytest.fixture(scope="module")
+def done(tmp_path_factory):
+    out = tmp_path_factory.mktemp("table")
+    rows = [tiny("box-laplace-l1"), tiny("real-normal-l2"),
+            table.Row("broken", "mlp", {**TINY, "act_fct": "relu"}, "permutation")]  # raises in its task
+    records = table.run_table(rows, [0, 1], out, steps=3, progress=False, max_retries=0)
+    return out, rows, records
+
+
+def test_a_tiny_table_writes_every_output(done):
+    out, rows, records = done
+    assert {f.name for f in out.iterdir()} >= {"table.md", "table.csv", "runs.jsonl", "table.png", "summary.json"}
+    with open(out / "table.csv") as fh:
+        lines = list(csv.DictReader(fh))
+    assert [(l["row"], l["seed"]) for l in lines] == [(r.name, str(s)) for r in rows for s in (0, 1)]
+    assert {"row", "seed", "r2", "mcc", "seconds", "status"} <= set(lines[0])
+    ok = [l for l in lines if l["status"] == "ok"]
+    assert len(ok) == 4 and all(0 <= float(l["mcc"]) <= 1 for l in ok)
+    md = (out / "table.md").read_text()
+    assert "box-laplace-l1" in md and "clica mlp --preset fast" in md and "CPU cores" in md
+    # each run's full config and host travel back to the driver
+    rec = json.loads((out / "runs.jsonl").read_text().splitlines()[0])
+    assert rec["config"]["n"] == 3 and rec["host"]
+
+
+def test_a_row_that_raises_is_reported_failed_with_its_error(done):
+    out, _, records = done
+    failed = [r for r in records if r["row"] == "broken"]
+    assert [r["status"] for r in failed] == ["failed", "failed"]
+    assert "relu" in failed[0]["error"] and "\n" not in failed[0]["error"]
+    assert "Failed runs" in (out / "table.md").read_text()
+    others = [r for r in records if r["row"] != "broken"]
+    assert all(r["status"] == "ok" for r in others)
+
+
+def test_a_rerun_keeps_finished_runs(done, monkeypatch):
+    out, rows, records = done
+    before = (out / "runs.jsonl").read_text().splitlines()
+    good = rows[:2]  # all finished: nothing to run, so Ray is never started
+    monkeypatch.setattr(table, "run_one", lambda *a: pytest.fail("a finished run ran again"))
+    again = table.run_table(good, [0, 1], out, steps=3, progress=False)
+    assert [(r["row"], r["seed"], r["mcc"]) for r in again] == [
+        (r["row"], r["seed"], r["mcc"]) for r in records if r["row"] != "broken"]
+    assert (out / "runs.jsonl").read_text().splitlines() == before
+
+
+def test_rows_selection_and_bad_values_are_one_line(capsys, tmp_path):
+    assert [r.name for r in table.select_rows("mlp", "box-normal-l2,sphere-vmf10")] == ["box-normal-l2", "sphere-vmf10"]
+    assert len(table.select_rows("mlp", vary="n")) == 4 and len(table.select_rows("mlp", vary="layers")) == 5
+    assert [r.name for r in table.select_rows("kitti")][0] == "kitti-l1-box"
+    with pytest.raises(ClicaError, match="unknown row"):
+        table.select_rows("mlp", "box-laplace-l1,nope")
+    for argv, needle in ((["--rows", "nope"], "unknown row"), (["--seeds", "0"], "--seeds"),
+                         (["--steps", "0"], "--steps"), (["--cpus-per-run", "0"], "--cpus-per-run")):
+        assert main(["table", "mlp", "--output-dir", str(tmp_path), *argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and needle in err
+    assert main(["table", "kitti", "--vary", "n"]) == 2
+
+
+def test_list_prints_each_row_with_its_command(capsys):
+    assert main(["table", "mlp", "--list"]) == 0
+    out = capsys.readouterr().out
+    for row in table.MLP_ROWS:
+        assert row.name in out
+    assert "clica mlp --preset fast" in out and "--c-p 1 --c-param 0.05 --p 1 --box-norm" in out
