@@ -85,6 +85,7 @@ def train_loop(
     desc: str = "train",
     phase: str | None = None,
     window: dict | None = None,
+    verbose: bool = True,
 ) -> list[dict]:
     """Run ``step(i)`` for i = start_step+1 .. n_steps and return the logged records.
 
@@ -103,6 +104,8 @@ def train_loop(
     far (updated before each checkpoint and at the end); save it with a
     checkpoint and pass it back on resume so that a resumed run logs exactly
     what an uninterrupted one would, with ``time_s`` counting on.
+
+    ``verbose=False`` prints nothing (no bar, no log lines); records are still returned and logged to ``run``.
     """
     if log_every < 1:
         raise ValueError("log_every must be ≥ 1")
@@ -117,8 +120,9 @@ def train_loop(
         window["elapsed_s"] = round(time.monotonic() - t0, 3)
         checkpoint(i, **kw)
 
-    with StopRequest() as stop, Progress(n_steps, desc=desc, initial=start_step, unit="step") as bar:
-        say = bar.write  # log lines on their own lines, never glued to the bar
+    with StopRequest() as stop, Progress(n_steps, desc=desc, initial=start_step, unit="step",
+                                         enabled=verbose) as bar:
+        say = bar.write if verbose else (lambda message: None)  # log lines on their own lines, never glued to the bar
         for i in range(start_step + 1, n_steps + 1):
             stats = step(i)
             for k, v in stats.items():

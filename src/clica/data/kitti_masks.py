@@ -38,6 +38,7 @@ import torch.nn.functional as F
 
 from ..errors import ClicaError
 from ..runs import atomic_write_bytes
+from .sequences import SequencePairs
 
 __all__ = [
     "PICKLE_NAME",
@@ -214,18 +215,11 @@ class KittiMasks:
         if max_delta_t < 1:
             raise ClicaError(f"--kitti-max-delta-t must be at least 1, got {max_delta_t}")
         self.max_delta_t = int(max_delta_t)
-        lengths = np.array([len(m) for m in masks], dtype=np.int64)
         self.n_sequences = len(masks)
         self.frames = torch.from_numpy(np.concatenate([np.asarray(m, dtype=np.uint8) for m in masks]))
         self.latents = torch.from_numpy(np.concatenate(latents).astype(np.float32))
-        offsets = np.concatenate([[0], np.cumsum(lengths)])
-        seq_of_frame = np.repeat(np.arange(len(masks)), lengths)
-        last = offsets[1:] - 1
-        is_start = np.ones(len(seq_of_frame), dtype=bool)
-        is_start[last] = False
-        self.starts = torch.from_numpy(np.nonzero(is_start)[0])
-        self.seq_last = torch.from_numpy(last[seq_of_frame[is_start]])
-        self.lengths = lengths
+        self.pairs = SequencePairs([len(m) for m in masks], max_delta_t)
+        self.starts, self.seq_last, self.lengths = self.pairs.starts, self.pairs.seq_last, self.pairs.lengths
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, max_delta_t: int = 1) -> "KittiMasks":
@@ -246,10 +240,7 @@ class KittiMasks:
 
     def pair_indices(self, idx: torch.Tensor, generator: torch.Generator | None = None):
         """Global frame indices (first, second) of the pairs starting at pair indices ``idx``."""
-        first = self.starts[idx]
-        k = torch.randint(1, self.max_delta_t + 1, (len(idx),), generator=generator)
-        second = torch.minimum(first + k, self.seq_last[idx])
-        return first, second
+        return self.pairs.pair_indices(idx, generator)
 
     def images(self, frame_idx: torch.Tensor, device=None) -> torch.Tensor:
         """Float images (n, 1, 64, 64) in {0, 1} for global frame indices."""

@@ -1,0 +1,639 @@
+"""``ContrastiveICA``: the paper's method as a scikit-learn estimator for one's own data.
+
+It is a thin composition of the library parts the experiments use: the
+encoders of :mod:`clica.models` (``mlp_encoder``, the KITTI conv encoder, output
+normalisations), the InfoNCE losses of :mod:`clica.losses`, the pairs of
+:mod:`clica.data.sequences` (as KITTI Masks), the shared
+:func:`clica.training.train_loop` (progress, divergence stop) and the metrics
+of :mod:`clica.metrics`. Saved files hold tensors and plain data only and are
+read back with :func:`clica.runs.load_torch_file` (``weights_only=True``).
+"""
+
+from __future__ import annotations
+
+import copy
+import numbers
+import os
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+from torch import nn
+
+from .data.sequences import SequencePairs
+from .errors import ClicaError
+from .losses import DotInfoNCE, LpInfoNCE
+from .metrics import linear_r2, mcc
+from .models import mlp_encoder, output_normalization, to_device
+from .models.conv import ConvEncoderNet
+from .runs import atomic_torch_save, check_fields, load_module_state, load_torch_file, resolve_device
+from .training import train_loop
+
+__all__ = ["ContrastiveICA", "CONDITIONALS", "ENCODERS"]
+
+# conditional → (loss, output normalisation of the built-in encoders)
+CONDITIONALS = {
+    "laplace": ("L1 InfoNCE", "learnable_box"),
+    "normal": ("L2 InfoNCE", None),
+    "vmf": ("dot-product InfoNCE", "fixed_sphere"),
+}
+ENCODERS = ("mlp", "conv")
+METRICS = ("mcc", "r2")
+IMAGE_SIZE = 64  # the conv encoder's input: 64×64 images (KITTI Masks)
+FILE_FORMAT = "clica.ContrastiveICA"
+FILE_VERSION = 1
+_ENCODE_CHUNK = {"mlp": 16384, "conv": 512}
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _is_sequence_list(X, min_ndim: int) -> bool:
+    """A list or tuple of arrays (or tensors) with at least ``min_ndim`` dimensions each: sequences."""
+    return (isinstance(X, (list, tuple)) and len(X) > 0
+            and all(isinstance(x, (np.ndarray, torch.Tensor)) and x.ndim >= min_ndim for x in X))
+
+
+def _as_numpy(x):
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x
+
+
+class ContrastiveICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Nonlinear ICA by contrastive learning (Zimmermann et al., ICML 2021) on your own data.
+
+    An encoder f is trained with InfoNCE so that f(x) and f(x̃) of a *positive
+    pair* are close and f(x) of the other samples in the batch are far. When
+    the positives are a sample's noisy neighbours in latent space (a
+    conditional p(z̃ | z) of the kind chosen by ``conditional``), f recovers the
+    latent sources up to permutation, sign and scale (Laplace), or an
+    orthogonal map (normal, vMF), for any smooth invertible mixing.
+
+    ``fit`` accepts three kinds of data:
+
+    * a **time series** X (N × d, rows in time order): positives are
+      (x_t, x_{t+k}) with k uniform in 1..``max_delta_t``, clipped at the end of
+      the series, as in KITTI Masks;
+    * a **set of sequences**: ``groups`` (one sequence id per row; rows of a
+      sequence keep their order, sequences are taken in order of first
+      appearance) or X as a list of arrays (T_i × d each; the same pairs as
+      ``groups``); a sequence of one row starts no pair;
+    * **explicit pairs**: ``fit(X, X_positive=Xp)`` with Xp of X's shape; row i
+      of Xp is the positive of row i of X.
+
+    Negatives are the other anchors of the batch (the losses' default). Each
+    step draws ``batch_size`` anchors without replacement (epochs over a random
+    permutation). With fewer possible anchors than ``batch_size`` the batch
+    shrinks to all of them (``batch_size_`` says what was used); fewer than 2
+    anchors is a ``ValueError``.
+
+    Images (``encoder="conv"``) are N × C × 64 × 64 or N × 64 × 64 arrays, fed
+    as they are. Vectors (``encoder="mlp"``) are standardised per feature with
+    the training data's mean and standard deviation (``mean_``, ``scale_``;
+    constant features are only centred), so their units do not matter.
+
+    Parameters
+    ----------
+    n_components : int or None, default=None
+        Number of sources to recover (the encoder's output width). None: as
+        many as input features for ``encoder="mlp"``, the module's output width
+        for a custom encoder; ``encoder="conv"`` needs a number.
+    conditional : {"laplace", "normal", "vmf"}, default="laplace"
+        The assumed conditional of a positive's latents given the anchor's, which
+        sets the loss: "laplace" the L1 InfoNCE loss with a learnable box on the
+        encoder output (sources up to permutation, sign and scale: MCC); "normal"
+        the L2 loss, no output normalisation (sources up to an orthogonal map:
+        use ``score(..., metric="r2")``); "vmf" the dot-product loss on the unit
+        sphere (latents on a sphere, up to an orthogonal map).
+    max_delta_t : int, default=1
+        Largest time offset k of a positive in time-series and sequence mode.
+    temperature : float, default=0.2
+        The InfoNCE temperature τ.
+    encoder : {"mlp", "conv"} or torch.nn.Module, default="mlp"
+        "mlp": an MLP with LayerNorm after each hidden layer (widths
+        ``hidden_units``); "conv": the KITTI Masks conv encoder (BetaVAE_H
+        architecture) for 64 × 64 images; or your own module mapping a batch of
+        samples to n_components outputs (a deep copy is trained; the output
+        normalisation of ``conditional`` is appended to it, so ``encoder_`` is
+        ``Sequential(your module, normalisation)``). A custom module is saved as
+        its state dict: ``load`` needs a module of the same architecture.
+    hidden_units : tuple of int, default=(256, 256, 256, 256)
+        Hidden widths of the "mlp" encoder.
+    n_steps : int, default=2000
+        Optimisation steps (batches).
+    batch_size : int, default=1024
+        Positive pairs per step; the negatives of each anchor are the batch's other anchors.
+    learning_rate : float, default=3e-3
+        Adam's learning rate, decayed to 0 over ``n_steps`` by a cosine schedule.
+    self_weight : float, default=0.01
+        Weight of the anchor's own term in the InfoNCE log-sum-exp (the original
+        code's negatives contain the anchor: weight 1). A small weight keeps the
+        recovered sources from being squeezed towards the faces of the box.
+    device : str or torch.device, default="auto"
+        "auto" (CUDA when available, else the CPU), "cpu", "cuda", "cuda:1", ...
+    random_state : int, RandomState instance or None, default=None
+        Seeds the encoder's initialisation and the pair sampling (torch's global
+        generator is left untouched); an int gives the same fit every time on the CPU.
+    verbose : bool, default=False
+        Show a progress bar (a log line every 30 s when not on a terminal) and
+        the mean loss ten times during training.
+
+    The defaults are our recipe, not the paper's settings (τ = 1, self weight 1,
+    lr 1e-4, batch 6144, no LayerNorm, 300k steps): the fast recipe of ``clica
+    mlp --preset fast`` (LayerNorm in the encoder, τ = 0.2, self weight 0.01,
+    lr 3e-3 with cosine decay, batch 1024), which trains in minutes on a CPU.
+
+    Attributes
+    ----------
+    encoder_ : torch.nn.Module
+        The trained encoder (in eval mode), on ``device_``.
+    n_components_ : int
+        The number of recovered sources.
+    n_features_in_ : int
+        Number of features (for images: channels) of the training data.
+    feature_names_in_ : ndarray of str
+        Column names, when X was a DataFrame with string column names.
+    input_shape_ : tuple of int
+        The shape of one sample (``(d,)`` for vectors, ``(C, 64, 64)`` for images).
+    mean_, scale_ : ndarray of shape (d,) or None
+        Standardisation of the "mlp" encoder's input (None for other encoders).
+    loss_curve_ : list of float
+        The loss of every step.
+    n_iter_ : int
+        Steps trained.
+    n_pairs_ : int
+        Number of possible anchors (pair starts, or explicit pairs).
+    batch_size_ : int
+        Pairs per step actually used.
+    device_ : str
+        The device the encoder trained on.
+
+    Notes
+    -----
+    Scikit-learn conventions: parameters are stored as given and checked in
+    ``fit``; ``clone``, ``get_params``/``set_params``, pipelines and pickling
+    work; ``transform`` before ``fit`` raises ``NotFittedError``. ``fit``'s
+    second positional argument is scikit-learn's ``y`` and is ignored, so that
+    ``Pipeline``, ``cross_val_score(ica, X, Z)`` and ``GridSearchCV`` can pass
+    the true sources Z on to ``score``; explicit positives go by keyword,
+    ``X_positive=``. In a ``Pipeline``, ``X_positive`` does not pass through the
+    earlier steps: give pairs as sequences of two rows instead (``groups``).
+    A list of sequences makes ``transform`` return a list.
+
+    scikit-learn's ``check_estimator`` passes in full (``tests/test_estimator.py``
+    runs it with a tiny ``n_steps``); only ``check_array_api_input`` is skipped,
+    by scikit-learn itself, unless ``SCIPY_ARRAY_API=1`` is set.
+
+    Examples
+    --------
+    >>> from clica import ContrastiveICA
+    >>> ica = ContrastiveICA(n_components=5, random_state=0).fit(X)      # X: N × d time series
+    >>> S = ica.transform(X)                                             # N × 5 recovered sources
+    >>> ica.score(X, Z)                                                  # MCC against known sources Z
+    >>> ica.save("ica.pt"); ica2 = ContrastiveICA.load("ica.pt")
+    """
+
+    def __init__(self, n_components=None, *, conditional="laplace", max_delta_t=1, temperature=0.2,
+                 encoder="mlp", hidden_units=(256, 256, 256, 256), n_steps=2000, batch_size=1024,
+                 learning_rate=3e-3, self_weight=0.01, device="auto", random_state=None, verbose=False):
+        self.n_components = n_components
+        self.conditional = conditional
+        self.max_delta_t = max_delta_t
+        self.temperature = temperature
+        self.encoder = encoder
+        self.hidden_units = hidden_units
+        self.n_steps = n_steps
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.self_weight = self_weight
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ checks
+
+    def _check_params(self) -> None:
+        def integer(name, low):
+            v = getattr(self, name)
+            if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < low:
+                raise ValueError(f"{name} must be an integer ≥ {low}, got {v!r}")
+
+        def positive(name, allow_zero=False):
+            v = getattr(self, name)
+            ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and np.isfinite(v) and (
+                v >= 0 if allow_zero else v > 0)
+            if not ok:
+                raise ValueError(f"{name} must be a finite number {'≥ 0' if allow_zero else '> 0'}, got {v!r}")
+
+        if not (isinstance(self.conditional, str) and self.conditional in CONDITIONALS):
+            raise ValueError(f"unknown conditional {self.conditional!r}; choose one of {', '.join(map(repr, CONDITIONALS))}")
+        if not isinstance(self.encoder, nn.Module) and not (isinstance(self.encoder, str) and self.encoder in ENCODERS):
+            raise ValueError(f"unknown encoder {self.encoder!r}; choose 'mlp', 'conv' or pass a torch.nn.Module")
+        if self.n_components is not None:
+            integer("n_components", 1)
+        if self.encoder == "conv" and self.n_components is None:
+            raise ValueError("encoder='conv' needs n_components (the number of sources to recover)")
+        integer("max_delta_t", 1)
+        integer("n_steps", 1)
+        integer("batch_size", 2)
+        positive("temperature")
+        positive("learning_rate")
+        positive("self_weight", allow_zero=True)
+        if self.encoder == "mlp":
+            hu = self.hidden_units
+            if not (isinstance(hu, (list, tuple)) and all(isinstance(w, numbers.Integral) and not isinstance(w, bool)
+                                                          and w >= 1 for w in hu)):
+                raise ValueError(f"hidden_units must be a tuple of positive integers, got {hu!r}")
+        self._device()
+
+    def _device(self) -> torch.device:
+        d = self.device
+        if isinstance(d, torch.device):
+            d = str(d)
+        if not isinstance(d, str):
+            raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or a torch.device, got {d!r}")
+        try:
+            return resolve_device(None if d == "auto" else d)
+        except ClicaError as exc:
+            raise ValueError(_one_line(str(exc).replace("--device", "device"))) from None
+        except RuntimeError as exc:  # torch.device("nonsense")
+            raise ValueError(f"device {d!r} is not a torch device: {_one_line(exc)}") from None
+
+    def _sequence_ndim(self) -> int:
+        """Dimensions of one sequence's array (frames × sample dims) when X is a list of sequences."""
+        return 3 if self.encoder == "conv" else 2
+
+    def _check_array(self, X, name: str = "X", mode: str = "transform") -> np.ndarray:
+        """A finite float array with the dimensions the encoder needs.
+
+        ``mode``: "fit" (sets ``n_features_in_`` and ``feature_names_in_``), "extra" (another
+        training array, e.g. X_positive) or "transform" (checks them). Images become float32,
+        other input float64 unless it is float32 already.
+        """
+        dtype = [np.float32, np.float64] if self.encoder == "conv" else [np.float64, np.float32]
+        kw = dict(allow_nd=True, dtype=dtype, ensure_all_finite=False)
+        if self.encoder == "conv":
+            X = _as_numpy(X)
+            if np.ndim(X) == 3:  # N × H × W: one channel
+                X = np.asarray(X)[:, None]
+        ndim = getattr(X, "ndim", None)
+        if ndim is None and isinstance(X, (list, tuple)):
+            try:
+                ndim = np.ndim(X)
+            except ValueError:  # a ragged nested list: scikit-learn's check below says so
+                pass
+        if isinstance(ndim, int) and ndim < 2:
+            raise ValueError(f"{name} is {ndim}-D: give a 2-D array, samples × features "
+                             "(Reshape your data with X.reshape(-1, 1) for one feature)")
+        if mode == "extra":
+            X = check_array(X, input_name=name, **kw)
+        else:
+            X = validate_data(self, X, reset=mode == "fit", **kw)
+        if not np.isfinite(X).all():
+            bad = int(np.flatnonzero(~np.isfinite(X.reshape(len(X), -1)).all(1))[0])
+            what = "NaN" if np.isnan(X[bad]).any() else "infinity"
+            raise ValueError(f"{name} contains {what} (first in row {bad}); ContrastiveICA needs finite values")
+        if self.encoder == "mlp" and X.ndim != 2:
+            raise ValueError(f"{name} has shape {X.shape}: encoder='mlp' needs a 2-D array (samples × features); "
+                             "use encoder='conv' for images")
+        if self.encoder == "conv":
+            if X.ndim != 4 or X.shape[-2:] != (IMAGE_SIZE, IMAGE_SIZE):
+                raise ValueError(f"{name} has shape {X.shape}: encoder='conv' needs images N × C × 64 × 64 "
+                                 "or N × 64 × 64")
+        return X
+
+    def _check_shape(self, X: np.ndarray, name: str) -> None:
+        if tuple(X.shape[1:]) != tuple(self.input_shape_):
+            raise ValueError(f"{name} has samples of shape {tuple(X.shape[1:])}, but ContrastiveICA was fitted on "
+                             f"samples of shape {tuple(self.input_shape_)}")
+
+    def _fit_data(self, X, X_positive, groups):
+        """(X, positives or None, SequencePairs or None): validated, sequences in their order."""
+        if _is_sequence_list(X, self._sequence_ndim()):
+            if groups is not None:
+                raise ValueError("give either groups or X as a list of sequences, not both")
+            if X_positive is not None:
+                raise ValueError("X_positive needs X as one array (explicit pairs), not a list of sequences")
+            parts = [self._check_array(x, f"X[{i}]", "extra") for i, x in enumerate(X)]
+            shapes = {p.shape[1:] for p in parts}
+            if len(shapes) > 1:
+                raise ValueError(f"the sequences in X have samples of different shapes: {sorted(shapes)}")
+            lengths = [len(p) for p in parts]
+            X = self._check_array(np.concatenate(parts), mode="fit")
+            return X, None, SequencePairs(lengths, self.max_delta_t)
+        X = self._check_array(X, mode="fit")
+        n = len(X)
+        if X_positive is not None:
+            if groups is not None:
+                raise ValueError("give either groups (sequences) or X_positive (explicit pairs), not both")
+            Xp = self._check_array(X_positive, "X_positive", "extra")
+            if Xp.shape != X.shape:
+                raise ValueError(f"X_positive has shape {Xp.shape}, X has shape {X.shape}: row i of X_positive is "
+                                 "the positive of row i of X, so they need the same shape")
+            return X, Xp.astype(X.dtype, copy=False), None
+        if groups is None:
+            return X, None, SequencePairs([n], self.max_delta_t)
+        groups = np.asarray(_as_numpy(groups))
+        if groups.ndim != 1 or len(groups) != n:
+            raise ValueError(f"groups has shape {groups.shape}, X has {n} rows: give one sequence id per row of X")
+        try:
+            _, first, codes = np.unique(groups, return_index=True, return_inverse=True)
+        except TypeError:
+            raise ValueError("groups holds ids that cannot be compared (mixed types?)") from None
+        rank = np.empty(len(first), dtype=np.int64)
+        rank[np.argsort(first, kind="stable")] = np.arange(len(first))  # sequences in order of first appearance
+        codes = rank[codes.reshape(-1)]
+        order = np.argsort(codes, kind="stable")
+        return X[order], None, SequencePairs(np.bincount(codes, minlength=len(first)), self.max_delta_t)
+
+    # ------------------------------------------------------------------ building blocks
+
+    def _loss(self):
+        if self.conditional == "vmf":
+            return DotInfoNCE(normalize=False, tau=self.temperature, self_weight=self.self_weight)
+        return LpInfoNCE(p=1.0 if self.conditional == "laplace" else 2.0, tau=self.temperature,
+                         simclr_compatibility_mode=True, self_weight=self.self_weight)
+
+    def _build_encoder(self, input_shape: tuple, n_components: int | None, seed: int) -> tuple[nn.Module, int]:
+        """The untrained encoder (initialised from ``seed`` without touching torch's global generator)."""
+        norm = CONDITIONALS[self.conditional][1]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            if self.encoder == "mlp":
+                k = n_components or input_shape[0]
+                net = mlp_encoder(input_shape[0], k, list(self.hidden_units), norm, layer_norm=True)
+            elif self.encoder == "conv":
+                k = n_components
+                net = ConvEncoderNet(k, nc=input_shape[0], output_normalization=output_normalization(norm, k))
+            else:
+                body = copy.deepcopy(self.encoder)
+                with torch.no_grad():
+                    was = body.training
+                    body.eval()
+                    try:
+                        probe = body(torch.zeros((2, *input_shape), dtype=torch.float32,
+                                                 device=next(body.parameters(), torch.zeros(0)).device))
+                    except Exception as exc:
+                        raise ValueError(f"the encoder module fails on a batch of samples of shape {input_shape}: "
+                                         f"{type(exc).__name__}: {_one_line(exc)[:200]}") from None
+                    body.train(was)
+                if not (isinstance(probe, torch.Tensor) and probe.ndim == 2):
+                    raise ValueError("the encoder module must return a 2-D tensor (batch × n_components), got "
+                                     + (f"shape {tuple(probe.shape)}" if isinstance(probe, torch.Tensor)
+                                        else type(probe).__name__))
+                k = n_components or probe.shape[1]
+                if probe.shape[1] != k:
+                    raise ValueError(f"the encoder module returns {probe.shape[1]} outputs, but n_components is {k}")
+                net = nn.Sequential(body, output_normalization(norm, k))
+        return net, k
+
+    @staticmethod
+    def _standardise(X: np.ndarray, mean, scale) -> torch.Tensor:
+        """X as a float32 tensor, standardised with ``mean`` and ``scale`` (None: as it is)."""
+        x = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+        if mean is not None:
+            x = (x - torch.from_numpy(mean.astype(np.float32))) / torch.from_numpy(scale.astype(np.float32))
+        return x
+
+    # ------------------------------------------------------------------ fit
+
+    def fit(self, X, y=None, *, X_positive=None, groups=None):
+        """Train the encoder; returns ``self``.
+
+        X : array (N × d; images N × C × 64 × 64) or list of arrays (sequences).
+        y : ignored (scikit-learn's target; see the class notes).
+        X_positive : array of X's shape, optional: explicit positives, row by row.
+        groups : array of N sequence ids, optional: X holds several sequences.
+        """
+        self._check_params()
+        X, Xp, pairs = self._fit_data(X, X_positive, groups)
+        n_pairs = len(X) if pairs is None else len(pairs)
+        if n_pairs < 2:
+            what = "pairs" if pairs is None else f"pair starts ({len(pairs.lengths)} sequence(s))"
+            raise ValueError(f"got {len(X)} sample{'s' if len(X) != 1 else ''} forming {n_pairs} positive {what}: "
+                             "ContrastiveICA needs at least 2 (the other anchors of a batch are the negatives)")
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        device = self._device()
+
+        input_shape = tuple(int(s) for s in X.shape[1:])
+        mean = scale = None
+        if self.encoder == "mlp":
+            mean, std = X.mean(0), X.std(0)
+            scale = np.where(std > 1e-12 * np.maximum(np.abs(mean), 1.0), std, 1.0)
+        net, k = self._build_encoder(input_shape, self.n_components, seed)
+        net = to_device(net, device)
+        x_all = self._standardise(X, mean, scale).to(device)
+        xp_all = None if Xp is None else self._standardise(Xp, mean, scale).to(device)
+
+        batch = min(self.batch_size, n_pairs)
+        loss_fn = self._loss()
+        opt = torch.optim.Adam(net.parameters(), lr=self.learning_rate)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=self.n_steps)
+        gen = torch.Generator().manual_seed(seed + 1)
+        order = {"perm": torch.randperm(n_pairs, generator=gen), "pos": 0}
+        losses: list[float] = []
+        net.train()
+
+        def step(i: int) -> dict:
+            if order["pos"] + batch > n_pairs:  # a new epoch over the anchors
+                order["perm"], order["pos"] = torch.randperm(n_pairs, generator=gen), 0
+            idx = order["perm"][order["pos"]:order["pos"] + batch]
+            order["pos"] += batch
+            if pairs is None:
+                x1, x2 = x_all[idx.to(device)], xp_all[idx.to(device)]
+            else:
+                first, second = pairs.pair_indices(idx, gen)
+                x1, x2 = x_all[first.to(device)], x_all[second.to(device)]
+            h = net(torch.cat([x1, x2]))
+            loss = loss_fn(h[:batch], h[batch:]).total
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            value = loss.item()
+            losses.append(value)
+            return {"loss": value}
+
+        train_loop(step, n_steps=self.n_steps, log_every=max(1, self.n_steps // 10), desc="ContrastiveICA",
+                   verbose=bool(self.verbose))
+        net.eval()
+        # fitted attributes only once training has finished: a failed refit leaves the previous fit intact
+        self.input_shape_, self.mean_, self.scale_ = input_shape, mean, scale
+        self.encoder_ = net
+        self.n_components_ = int(k)
+        self.loss_curve_ = losses
+        self.n_iter_ = len(losses)
+        self.n_pairs_ = int(n_pairs)
+        self.batch_size_ = int(batch)
+        self.device_ = str(device)
+        return self
+
+    # ------------------------------------------------------------------ transform and score
+
+    @property
+    def _n_features_out(self):
+        return self.n_components_
+
+    def _encode(self, X: np.ndarray) -> np.ndarray:
+        device = torch.device(self.device_)
+        chunk = _ENCODE_CHUNK.get(self.encoder if isinstance(self.encoder, str) else "conv", 512)
+        x = self._standardise(X, self.mean_, self.scale_)
+        self.encoder_.eval()
+        with torch.no_grad():
+            out = [self.encoder_(x[i:i + chunk].to(device)).float().cpu() for i in range(0, len(x), chunk)]
+        h = torch.cat(out).numpy() if out else np.zeros((0, self.n_components_), np.float32)
+        return h.astype(X.dtype, copy=False)
+
+    def _transform_one(self, X, name: str = "X") -> np.ndarray:
+        X = self._check_array(X, name)
+        self._check_shape(X, name)
+        return self._encode(X)
+
+    def transform(self, X):
+        """The recovered sources f(X): array (N × n_components), or a list of arrays for a list of sequences.
+
+        The output has X's float dtype (float32 stays float32, everything else becomes float64).
+        """
+        check_is_fitted(self)
+        if _is_sequence_list(X, self._sequence_ndim()):
+            return [self._transform_one(x, f"X[{i}]") for i, x in enumerate(X)]
+        return self._transform_one(X)
+
+    def score(self, X, y, metric: str = "mcc") -> float:
+        """How well ``transform(X)`` recovers the known sources ``y`` (N × k, k ≤ n_components).
+
+        ``metric="mcc"``: mean |Pearson correlation| of each source with the output
+        matched to it (Hungarian matching): 1 = recovered up to permutation, sign and
+        scale. ``metric="r2"``: R² of the best affine map from the outputs to the
+        sources (fitted and scored on the same samples), averaged over sources:
+        1 = recovered up to an invertible linear map. Lists of sequences are concatenated.
+        """
+        if metric not in METRICS:
+            raise ValueError(f"unknown metric {metric!r}; choose 'mcc' or 'r2'")
+        if y is None:
+            raise ValueError("score needs the true sources y (N × k)")
+        hz = self.transform(X)
+        if isinstance(hz, list):
+            hz = np.concatenate(hz)
+        if isinstance(y, (list, tuple)) and len(y) and all(np.ndim(_as_numpy(v)) == 2 for v in y):
+            y = np.concatenate([np.asarray(_as_numpy(v)) for v in y])
+        z = check_array(_as_numpy(y), ensure_2d=False, dtype=np.float64, input_name="y")
+        z = z[:, None] if z.ndim == 1 else z
+        if z.ndim != 2 or len(z) != len(hz):
+            raise ValueError(f"y has shape {z.shape}, X has {len(hz)} samples: give the true sources as N × k")
+        if z.shape[1] > hz.shape[1]:
+            raise ValueError(f"y has {z.shape[1]} sources, more than the {hz.shape[1]} components recovered")
+        if metric == "mcc":
+            return float(mcc(z, hz).score)
+        return float(linear_r2(z, hz))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+    # ------------------------------------------------------------------ files
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the fitted estimator to ``path`` (atomically) as tensors and plain data only.
+
+        The file holds the parameters, the encoder's state dict and the fitted
+        attributes; :meth:`load` reads it without running code. A custom encoder
+        module is saved as its state dict only: loading needs a module of the same
+        architecture (``ContrastiveICA.load(path, encoder=MyNet(...))``).
+        """
+        check_is_fitted(self)
+        params = self.get_params(deep=False)
+        custom = isinstance(self.encoder, nn.Module)
+        params["encoder"] = None if custom else self.encoder
+        params["hidden_units"] = [int(w) for w in self.hidden_units] if isinstance(
+            self.hidden_units, (list, tuple)) else self.hidden_units
+        params["device"] = str(self.device)
+        if not (self.random_state is None or isinstance(self.random_state, numbers.Integral)):
+            params["random_state"] = None  # a RandomState object is not plain data
+        elif self.random_state is not None:
+            params["random_state"] = int(self.random_state)
+        fitted: dict[str, Any] = {
+            "n_components_": self.n_components_, "n_features_in_": int(self.n_features_in_),
+            "input_shape_": list(self.input_shape_), "loss_curve_": [float(v) for v in self.loss_curve_],
+            "n_iter_": self.n_iter_, "n_pairs_": self.n_pairs_, "batch_size_": self.batch_size_,
+            "device_": self.device_,
+            "mean_": None if self.mean_ is None else torch.from_numpy(np.asarray(self.mean_, np.float64)),
+            "scale_": None if self.scale_ is None else torch.from_numpy(np.asarray(self.scale_, np.float64)),
+        }
+        if hasattr(self, "feature_names_in_"):
+            fitted["feature_names_in_"] = [str(c) for c in self.feature_names_in_]
+        atomic_torch_save(path, {
+            "format": FILE_FORMAT, "version": FILE_VERSION, "params": params,
+            "custom_encoder": type(self.encoder).__name__ if custom else None,
+            "encoder_state": {k: v.detach().cpu() for k, v in self.encoder_.state_dict().items()},
+            "fitted": fitted,
+        })
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, encoder: nn.Module | None = None, device=None) -> "ContrastiveICA":
+        """A fitted estimator from a file written by :meth:`save` (read with ``weights_only=True``).
+
+        ``encoder``: a module of the saved custom encoder's architecture (needed
+        exactly when the estimator was fitted with one). ``device``: where to put
+        the encoder (default: the saved ``device`` parameter, with "auto" resolved
+        on this machine). File problems raise :class:`clica.errors.ClicaError`
+        with one line naming the file.
+        """
+        state = load_torch_file(path)
+        what = "a saved ContrastiveICA"
+        check_fields(state, path, {"format": str, "version": int, "params": dict, "encoder_state": dict,
+                                   "fitted": dict, "fitted.input_shape_": list, "fitted.n_components_": int},
+                     what=what)
+        if state["format"] != FILE_FORMAT:
+            raise ClicaError(f"{path} is not {what} (its format is {state['format']!r})")
+        if state["version"] > FILE_VERSION:
+            raise ClicaError(f"{path} was written by a newer clica (file version {state['version']}); upgrade clica")
+        params = dict(state["params"])
+        unknown = set(params) - set(cls().get_params(deep=False))
+        if unknown:
+            raise ClicaError(f"{path} is not {what}: unknown parameters {sorted(unknown)}")
+        custom = state.get("custom_encoder")
+        if custom is not None:
+            if encoder is None:
+                raise ClicaError(f"{path} holds a ContrastiveICA with a custom encoder ({custom}): pass a module of "
+                                 f"the same architecture, ContrastiveICA.load(path, encoder={custom}(...))")
+            params["encoder"] = encoder
+        elif encoder is not None:
+            raise ClicaError(f"{path} holds a ContrastiveICA with the built-in encoder {params.get('encoder')!r}: "
+                             "do not pass encoder=")
+        if isinstance(params.get("hidden_units"), list):
+            params["hidden_units"] = tuple(params["hidden_units"])
+        if device is not None:
+            params["device"] = str(device)
+        est = cls(**params)
+        try:
+            est._check_params()
+        except ValueError as exc:
+            raise ClicaError(f"cannot load {path}: {exc}") from None
+        fitted = state["fitted"]
+        shape = tuple(fitted["input_shape_"])
+        try:
+            net, k = est._build_encoder(shape, fitted["n_components_"], 0)
+        except ValueError as exc:
+            raise ClicaError(f"cannot load {path}: {exc}") from None
+        load_module_state(net, state["encoder_state"], path, "the encoder")
+        dev = est._device()
+        est.encoder_ = to_device(net, dev).eval()
+        est.n_components_ = int(k)
+        est.input_shape_ = shape
+        est.n_features_in_ = int(fitted.get("n_features_in_", shape[0]))
+        for name in ("mean_", "scale_"):
+            v = fitted.get(name)
+            setattr(est, name, None if v is None else v.numpy())
+        if "feature_names_in_" in fitted:
+            est.feature_names_in_ = np.asarray(fitted["feature_names_in_"], dtype=object)
+        est.loss_curve_ = list(fitted.get("loss_curve_", []))
+        est.n_iter_ = int(fitted.get("n_iter_", len(est.loss_curve_)))
+        est.n_pairs_ = int(fitted.get("n_pairs_", 0))
+        est.batch_size_ = int(fitted.get("batch_size_", 0))
+        est.device_ = str(dev)
+        return est
