@@ -110,7 +110,15 @@ def config_class(name: str, add_arguments, doc: str) -> type:
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
+    def copy_config(self, **changes):
+        """A copy with ``changes``, keeping what the command line recorded (given flags, argv)."""
+        new = dataclasses.replace(self, **changes)
+        for attr in _CLI_ATTRIBUTES:
+            if hasattr(self, attr):
+                object.__setattr__(new, attr, getattr(self, attr))
+        return new
+
     cls = dataclasses.make_dataclass(name, fields, namespace={
-        "from_args": classmethod(from_args), "from_dict": classmethod(from_dict), "to_dict": to_dict,
+        "from_args": classmethod(from_args), "from_dict": classmethod(from_dict), "to_dict": to_dict, "copy": copy_config,
         "__doc__": doc})
     return cls

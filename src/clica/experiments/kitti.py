@@ -17,7 +17,6 @@ logs in ``<log-dir>/<experiment-dir>/<seed>`` with ``--use-writer``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 import os
 import time
@@ -494,10 +493,7 @@ def run(args) -> int:
 def run_kitti(cfg) -> dict:
     """Train (or evaluate) as ``clica kitti`` does with these settings (a :data:`KittiConfig`); return
     the run's summary, or for ``--random-seeds``/``--random-search`` the MCC mean, std and runs."""
-    args = dataclasses.replace(cfg)  # the run fills in settings (seed, ...): never the caller's object
-    for attr in ("_given",):
-        if hasattr(cfg, attr):
-            object.__setattr__(args, attr, getattr(cfg, attr))
+    args = cfg.copy()  # the run fills in settings (seed, ...): never the caller's object
     check_args(args)
     if args.cuda and not torch.cuda.is_available():
         raise ClicaError("--cuda given but CUDA is not available on this machine; drop --cuda to run on the CPU")
@@ -520,7 +516,7 @@ def run_kitti(cfg) -> dict:
     taken: set = set()
     results = []
     for k in range(args.num_runs):
-        a = dataclasses.replace(args)
+        a = args.copy()
         seed = _draw_seed(rs, taken)
         if args.random_search:
             a.beta = float(rs.uniform(1, 16)) if args.search_beta else 1.0

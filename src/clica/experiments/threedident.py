@@ -12,7 +12,6 @@ the rest) and ``test`` (evaluate a loaded encoder on a folder).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 import time
 from contextlib import ExitStack
@@ -438,9 +437,7 @@ def run_3dident(cfg, run_dir=None) -> dict:
     runs/); return the summary written to ``summary.json``."""
     if cfg.offline_dataset is None:
         raise ClicaError("--offline-dataset is required: the 3DIdent folder to train on")
-    args = dataclasses.replace(cfg, **({"run_dir": str(run_dir)} if run_dir is not None else {}))
-    if hasattr(cfg, "_argv"):
-        object.__setattr__(args, "_argv", cfg._argv)
+    args = cfg.copy(**({"run_dir": str(run_dir)} if run_dir is not None else {}))
     with ExitStack() as stack:
         return _run(args, stack)
 
