@@ -168,11 +168,11 @@ def test_sigterm_resume_logs_what_an_uninterrupted_run_logs(tmp_path, data_dir, 
     import os
     import signal
 
-    import clica.experiments.kitti as kitti
+    import clica.experiments.skeleton as skeleton
 
     common = ["--seed", "3", "--lr", "1e-3", "--log-step", "4", "--max-iter", "8", "--batch-size", "8"]
     assert _run(tmp_path / "a", data_dir, *common) == 0
-    real_loop = kitti.train_loop
+    real_loop = skeleton.train_loop
 
     def terminated_loop(step, **kw):
         def stepper(i):
@@ -181,9 +181,9 @@ def test_sigterm_resume_logs_what_an_uninterrupted_run_logs(tmp_path, data_dir, 
             return step(i)
         return real_loop(stepper, **kw)
 
-    monkeypatch.setattr(kitti, "train_loop", terminated_loop)
+    monkeypatch.setattr(skeleton, "train_loop", terminated_loop)
     assert _run(tmp_path / "b", data_dir, *common) == 130
-    monkeypatch.setattr(kitti, "train_loop", real_loop)
+    monkeypatch.setattr(skeleton, "train_loop", real_loop)
     assert _run(tmp_path / "b", data_dir, *common) == 0
     strip = lambda root: [{k: v for k, v in json.loads(l).items() if k != "time_s"}  # noqa: E731
                           for l in (root / "out/kittimasks_1/1_0/3/metrics.jsonl").read_text().splitlines()]

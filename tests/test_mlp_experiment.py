@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import clica.experiments.mlp as mlp
+import clica.experiments.skeleton as skeleton
 from clica.cli import build_parser, main
 from clica.runs import RunDir
 
@@ -106,7 +107,7 @@ def test_interrupted_run_resumes_to_the_same_numbers(tmp_path, monkeypatch):
             "--c-p", "1", "--p", "1", "--lr", "1e-3", "--lr-schedule", "cosine"]
     assert main([*argv, "--save-dir", str(tmp_path / "a")]) == 0
 
-    real_loop = mlp.train_loop
+    real_loop = skeleton.train_loop
 
     def interrupted_loop(step, **kw):
         def stepper(i):
@@ -115,10 +116,10 @@ def test_interrupted_run_resumes_to_the_same_numbers(tmp_path, monkeypatch):
             return step(i)
         return real_loop(stepper, **kw)
 
-    monkeypatch.setattr(mlp, "train_loop", interrupted_loop)
+    monkeypatch.setattr(skeleton, "train_loop", interrupted_loop)
     assert main([*argv, "--save-dir", str(tmp_path / "b")]) == 130
     assert not (tmp_path / "b" / "summary.json").exists()
-    monkeypatch.setattr(mlp, "train_loop", real_loop)
+    monkeypatch.setattr(skeleton, "train_loop", real_loop)
     assert main([*argv, "--save-dir", str(tmp_path / "b"), "--resume-training"]) == 0
 
     a, b = (json.loads((tmp_path / x / "summary.json").read_text()) for x in "ab")
@@ -154,17 +155,17 @@ def test_ctrl_c_prints_the_command_that_resumes(tmp_path, monkeypatch, capsys):
 
     monkeypatch.chdir(tmp_path)  # no --save-dir: the run gets a fresh folder under runs/
     argv = ["mlp", *TINY, "--n-steps", "6", "--only-unsupervised", "--checkpoint-every", "2"]
-    real_loop = mlp.train_loop
+    real_loop = skeleton.train_loop
 
     def interrupted_loop(step, **kw):
         return real_loop(lambda i: (_ for _ in ()).throw(KeyboardInterrupt) if i == 4 else step(i), **kw)
 
-    monkeypatch.setattr(mlp, "train_loop", interrupted_loop)
+    monkeypatch.setattr(skeleton, "train_loop", interrupted_loop)
     assert main(argv) == 130
     err = capsys.readouterr().err.strip()
     assert "resume with: clica mlp " in err and "--resume-training" in err
     words = shlex.split(err.split("resume with: ")[1])
-    monkeypatch.setattr(mlp, "train_loop", real_loop)
+    monkeypatch.setattr(skeleton, "train_loop", real_loop)
     assert main(words[1:]) == 0  # the printed command resumes the same folder
     out = capsys.readouterr().out
     assert "resuming from step 2" in out  # the last checkpoint (a real Ctrl-C also saves step 4)
@@ -185,7 +186,7 @@ def test_resumed_run_counts_time_on_and_refuses_a_new_cosine_length(tmp_path, mo
     run = tmp_path / "r"
     argv = ["mlp", *TINY, "--n-steps", "8", "--only-unsupervised", "--checkpoint-every", "2",
             "--n-log-steps", "1", "--save-dir", str(run)]
-    real_loop = mlp.train_loop
+    real_loop = skeleton.train_loop
 
     def slow_interrupted_loop(step, **kw):
         def stepper(i):
@@ -196,9 +197,9 @@ def test_resumed_run_counts_time_on_and_refuses_a_new_cosine_length(tmp_path, mo
             return step(i)
         return real_loop(stepper, **kw)
 
-    monkeypatch.setattr(mlp, "train_loop", slow_interrupted_loop)
+    monkeypatch.setattr(skeleton, "train_loop", slow_interrupted_loop)
     assert main(argv) == 130
-    monkeypatch.setattr(mlp, "train_loop", real_loop)
+    monkeypatch.setattr(skeleton, "train_loop", real_loop)
     before = RunDir(run).read_metrics()[-1]["time_s"]
     assert before >= 0.15
     assert main([*argv, "--resume-training"]) == 0

@@ -436,6 +436,7 @@ def test_save_load_test_mode_and_resume(folder10, tmp_path, capsys):
 
 
 def test_sigterm_checkpoints_the_current_step_and_the_resumed_run_is_exact(folder10, tmp_path, monkeypatch):
+    from clica.experiments import skeleton
     from clica.experiments import threedident as exp
 
     def argv(run):
@@ -445,7 +446,7 @@ def test_sigterm_checkpoints_the_current_step_and_the_resumed_run_is_exact(folde
         return args
 
     assert main(argv(tmp_path / "a")) == 0
-    real_loop = exp.train_loop
+    real_loop = skeleton.train_loop
 
     def terminated_loop(step, **kw):
         def stepper(i):
@@ -454,11 +455,11 @@ def test_sigterm_checkpoints_the_current_step_and_the_resumed_run_is_exact(folde
             return step(i)
         return real_loop(stepper, **kw)
 
-    monkeypatch.setattr(exp, "train_loop", terminated_loop)
+    monkeypatch.setattr(skeleton, "train_loop", terminated_loop)
     assert main(argv(tmp_path / "b")) == 130
     assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["step"] == 3
     assert not (tmp_path / "b" / "summary.json").exists()
-    monkeypatch.setattr(exp, "train_loop", real_loop)
+    monkeypatch.setattr(skeleton, "train_loop", real_loop)
     assert main(argv(tmp_path / "b")) == 0
     fa, fb = (torch.load(tmp_path / x / "checkpoint.pt", weights_only=False)["model"] for x in "ab")
     assert all(torch.equal(fa[k], fb[k]) for k in fa)
@@ -573,6 +574,7 @@ def test_constant_latent_is_refused_and_short_eval_folder_is_said(folder10, tmp_
 
 def test_diverged_encoder_is_a_one_line_error(folder10, tmp_path, capsys, monkeypatch):
     # non-finite encodings used to end in a LinAlgError traceback from the linear fit
+    from clica.experiments import skeleton
     from clica.experiments import threedident as exp
 
     real = exp.build_encoder

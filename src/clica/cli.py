@@ -14,6 +14,7 @@ import math
 import re
 import sys
 
+from . import distributed
 from .errors import ClicaError
 
 # command name -> (module, one-line help)
@@ -128,6 +129,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _require_finite_numbers(args)
         return int(args._run(args) or 0)
+    except RuntimeError as exc:
+        world = distributed.current_world()
+        if not world.distributed:
+            raise
+        # a collective that failed: another process of the torchrun run died, stopped or timed out
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        print(f"clica {args.command}: error: process {world.rank} of {world.size}: another process of this "
+              f"torchrun run failed or stopped responding ({first})", file=sys.stderr)
+        return 2
     except ClicaError as exc:
         print(f"clica {args.command}: error: {exc}", file=sys.stderr)
         return 2
@@ -143,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         how = f"resume with: {resume}" if resume else "run the same command again to resume"
         print(f"clica {args.command}: interrupted; {how}", file=sys.stderr)
         return 130
+    finally:
+        distributed.shutdown()
 
 
 if __name__ == "__main__":

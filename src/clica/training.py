@@ -86,6 +86,7 @@ def train_loop(
     phase: str | None = None,
     window: dict | None = None,
     verbose: bool = True,
+    agree_stop: Callable[[bool], bool] | None = None,
 ) -> list[dict]:
     """Run ``step(i)`` for i = start_step+1 .. n_steps and return the logged records.
 
@@ -106,6 +107,10 @@ def train_loop(
     what an uninterrupted one would, with ``time_s`` counting on.
 
     ``verbose=False`` prints nothing (no bar, no log lines); records are still returned and logged to ``run``.
+
+    ``agree_stop`` (several processes training one model) maps this process's stop request to the
+    decision of all of them, so that every process stops after the same step (one that stopped alone
+    would leave the others waiting in the next step's gradient exchange).
     """
     if log_every < 1:
         raise ValueError("log_every must be ≥ 1")
@@ -150,11 +155,14 @@ def train_loop(
             # the bar shows the loss only (several numbers squeeze it on a narrow terminal);
             # the log lines carry every statistic
             bar.update(1, **({"loss": f"{float(stats['loss']):.4f}"} if "loss" in stats else {}))
-            if stop.signum is not None:
+            stopping = stop.signum is not None
+            if agree_stop is not None:
+                stopping = agree_stop(stopping)
+            if stopping:
                 if checkpoint is not None:
                     save(i, force=True)
-                say(f"stopped after step {i} ({signal.Signals(stop.signum).name})"
-                    + ("; checkpoint saved" if checkpoint is not None else ""))
+                why = signal.Signals(stop.signum).name if stop.signum is not None else "another process stopped"
+                say(f"stopped after step {i} ({why})" + ("; checkpoint saved" if checkpoint is not None else ""))
                 raise KeyboardInterrupt
     window["elapsed_s"] = round(time.monotonic() - t0, 3)
     if checkpoint is not None and n_steps > start_step:

@@ -32,11 +32,12 @@ from ..losses import LpInfoNCE
 from ..metrics import mcc
 from ..models import output_normalization, to_device
 from ..models.conv import ConvEncoderNet, ConvVAE
-from ..runs import (FolderLock, RunDir, atomic_write_json, check_fields, load_module_state, load_optimizer_state, loading,
+from ..runs import (RunDir, atomic_write_json, check_fields, load_module_state, load_optimizer_state, loading,
                     resolve_device, seed_everything)
 from ..slowvae import SlowVAELoss
-from ..training import require_finite, train_loop
+from ..training import require_finite
 from .flags import config_class
+from .skeleton import Session
 
 DESCRIPTION = (
     "Disentanglement with InfoNCE/Contrastive Learning - KITTI Masks. Trains a conv encoder on "
@@ -325,15 +326,15 @@ def _config(args, seed: int, data_path: Path, dataset: KittiMasks, device) -> di
     return cfg
 
 
-def run_one(args, seed: int, dataset: KittiMasks, data_path: Path, device) -> dict:
+def run_one(args, seed: int, dataset: KittiMasks, data_path: Path, session: Session) -> dict:
     """Train (or with ``--evaluate`` only evaluate) one seed; return its summary. The seed's run
     folder is locked meanwhile: a second process on it gets a one-line error."""
-    run = RunDir(Path(args.output_dir) / experiment_dir(args) / str(seed))
-    with FolderLock(run.path):
-        return _run_one(args, seed, dataset, data_path, device, run)
+    with session.open(Path(args.output_dir) / experiment_dir(args) / str(seed)):
+        return _run_one(args, seed, dataset, data_path, session)
 
 
-def _run_one(args, seed: int, dataset: KittiMasks, data_path: Path, device, run: RunDir) -> dict:
+def _run_one(args, seed: int, dataset: KittiMasks, data_path: Path, session: Session) -> dict:
+    run, device = session.run, session.device
     exp = experiment_dir(args)
     ckpts = RunDir(Path(args.ckpt_dir) / exp / str(seed))
     log_dir = Path(args.log_dir) / exp / str(seed) if args.use_writer else None
@@ -343,14 +344,11 @@ def _run_one(args, seed: int, dataset: KittiMasks, data_path: Path, device, run:
     seed_everything(seed)
     net = to_device(build_model(args), device)
     optim = torch.optim.Adam(net.parameters(), lr=args.lr, betas=(args.beta1, args.beta2))
-    loader = PairLoader(dataset, args.batch_size, augment=args.augment, seed=seed, device=device)
 
-    # on the CPU: the loader's generator state must stay there; load_state_dict copies to the device
-    state = ckpts.load_checkpoint(args.ckpt_name)
     ckpt_path = ckpts.file(args.ckpt_name)
+    state = session.load(ckpt_path, CHECKPOINT_FIELDS, CHECKPOINT_OPTIONAL, what="a KITTI checkpoint")
     start = 0
     if state is not None:
-        check_fields(state, ckpt_path, CHECKPOINT_FIELDS, CHECKPOINT_OPTIONAL, what="a KITTI checkpoint")
         load_module_state(net, _state_dict_for(net, state["model_states"]["net"]), ckpt_path,
                           f"--model {args.model} (--z-dim {args.z_dim}, --box-norm {args.box_norm})")
         start = state.get("iter", 0)
@@ -358,29 +356,32 @@ def _run_one(args, seed: int, dataset: KittiMasks, data_path: Path, device, run:
             raise ClicaError(f"{ckpt_path} is not a KITTI checkpoint: iteration {start}")
     if args.evaluate:
         if state is None:
-            raise ClicaError(f"--evaluate: no checkpoint {ckpts.file(args.ckpt_name)}; train first or "
+            raise ClicaError(f"--evaluate: no checkpoint {ckpt_path}; train first or "
                              f"pass the --ckpt-name / --experiment-dir / --seed of a trained run")
-        return _evaluate_and_save(args, net, dataset, device, run, start, config, log_dir=log_dir)
+        return _evaluate_and_save(args, net, dataset, session, start, config, log_dir=log_dir)
 
+    images = session.local_batch(args.batch_size)
+    if images % 2:
+        raise ClicaError(f"--batch-size {args.batch_size} gives each of the {session.world.size} processes "
+                         f"{images} images, not whole pairs; use a multiple of {2 * session.world.size}")
+    loader = PairLoader(dataset, images, augment=args.augment, seed=session.stream_seed(seed, start), device=device)
     if state is not None and start > 0:
-        old = run.read_config() if run.file("config.json").exists() else {}
-        diff = [k for k in RESUME_KEYS if k in old and old[k] != config.get(k)]
-        if diff:
-            flags = ", ".join("--" + k.replace("_", "-") for k in diff)
-            raise ClicaError(f"{run.path} holds a run with other settings ({flags}); "
-                             f"use another --output-dir/--ckpt-dir/--experiment-dir or delete it")
+        session.require_same(session.saved_config() or {}, config, RESUME_KEYS,
+                             "use another --output-dir/--ckpt-dir/--experiment-dir or delete it")
         if "optim_states" in state:
-            check_fields(state, ckpt_path, {"optim_states.optim": dict}, what="a KITTI checkpoint")
             load_optimizer_state(optim, state["optim_states"]["optim"], ckpt_path)
-        if "loader" in state:
+        if "loader" in state and not session.world.distributed:
             check_fields(state, ckpt_path, {"loader.generator": torch.Tensor, "loader.pos": int},
                          what="a KITTI checkpoint")
             with loading(ckpt_path, "data-loader state"):
                 loader.load_state_dict(state["loader"])
-        print(f"resuming {run.path} from checkpoint '{args.ckpt_name}' at iteration {start}", flush=True)
-    run.truncate_metrics(start if state is not None else 0)
+        session.echo(f"resuming {run.path} from checkpoint '{args.ckpt_name}' at iteration {start}")
+        if session.world.distributed:
+            session.echo("note: under torchrun a resumed run draws fresh pairs on each process, from a stream "
+                         "given by the seed and the iteration it resumes at")
+    session.truncate_metrics(start if state is not None else 0)
     window = state.get("window", {}) if state is not None and start > 0 else {}
-    run.write_config(config)
+    session.write_config(config)
 
     if args.model == "slowvae":
         loss_fn = SlowVAELoss(args.beta, 0.0 if args.betavae else args.gamma, args.rate_prior)
@@ -388,22 +389,25 @@ def _run_one(args, seed: int, dataset: KittiMasks, data_path: Path, device, run:
         loss_fn = LpInfoNCE(p=args.p, tau=1.0, simclr_compatibility_mode=True)
 
     source = Prefetcher(loader, args.num_workers) if args.num_workers > 0 else loader
-    writer = _Writer(log_dir, args)
-    logged = _LiveRun(run.path, writer)
+    writer = _Writer(log_dir if session.is_main else None, args)
+    model = session.wrap(net)
     net.train()
 
     def step(i: int) -> dict:
         x, _ = source.next_batch()
         if args.model == "slowvae":
-            x_logits, mu, logvar = net(x)
+            x_logits, mu, logvar = model(x)
             out = loss_fn(x, x_logits, mu, logvar)
         else:
-            h = net(x)
-            out = loss_fn(h[0::2], h[1::2])
+            h = model(x)
+            out = session.contrastive(loss_fn, h[0::2], h[1::2])
         optim.zero_grad(set_to_none=True)
         out.total.backward()
         optim.step()
-        return {"loss": out.total.detach(), **{k: v.detach() for k, v in out.parts.items()}}
+        stats = {"loss": out.total.detach(), **{k: v.detach() for k, v in out.parts.items()}}
+        if args.model == "slowvae":  # a loss of this process's batch: the mean over processes is logged
+            stats = {k: session.mean(float(v)) for k, v in stats.items()}
+        return stats
 
     def evaluate(i: int) -> dict:
         if not args.log_mcc:
@@ -415,44 +419,50 @@ def _run_one(args, seed: int, dataset: KittiMasks, data_path: Path, device, run:
              "optim_states": {"optim": optim.state_dict()}, "loader": source.state_dict(),
              "config": config, "window": window}
         if force or i % args.save_step == 0 or i == max_iter:
-            ckpts.save_checkpoint(s, "last")
+            session.save(s, ckpts.file("last"))
         if i % NUMBERED_CHECKPOINT_EVERY == 0:
-            ckpts.save_checkpoint(s, str(i))
+            session.save(s, ckpts.file(str(i)))
 
     t0 = time.monotonic()
     try:
         # checkpoint() is called every step that is a multiple of the smaller period and decides itself
         every = math.gcd(args.save_step, NUMBERED_CHECKPOINT_EVERY)
-        records = train_loop(step, n_steps=max_iter, start_step=min(start, max_iter), log_every=args.log_step,
-                             evaluate=evaluate, checkpoint=checkpoint, checkpoint_every=every, run=logged,
-                             desc=f"kitti {args.model} seed {seed}", window=window)
+        session.train(step, n_steps=max_iter, start_step=min(start, max_iter), log_every=args.log_step,
+                      evaluate=evaluate, checkpoint=checkpoint, checkpoint_every=every,
+                      log_to=_LiveRun(run.path, writer), desc=f"kitti {args.model} seed {seed}", window=window)
     finally:
         if source is not loader:
             source.close()
     train_s = time.monotonic() - t0
-    summary = _evaluate_and_save(args, net, dataset, device, run, max(start, max_iter), config, log_dir=None,
+    summary = _evaluate_and_save(args, net, dataset, session, max(start, max_iter), config, log_dir=None,
                                  writer=writer, train_s=train_s, resumed_from=start)
     writer.close()
     return summary
 
 
-def _evaluate_and_save(args, net, dataset, device, run: RunDir, iteration: int, config: dict, log_dir=None,
+def _evaluate_and_save(args, net, dataset, session: Session, iteration: int, config: dict, log_dir=None,
                        writer: _Writer | None = None, train_s: float | None = None, resumed_from: int = 0) -> dict:
+    """Score the encoder by MCC and write ``evaluation/<ckpt-name>/`` and (after training) the summary; on
+    rank 0 only, evaluation runs once."""
+    if not session.is_main:
+        return {}
     t0 = time.monotonic()
-    res = evaluate_mcc(net, dataset, device, args.n_eval_samples, args.correlation, seed=0)
+    res = evaluate_mcc(net, dataset, session.device, args.n_eval_samples, args.correlation, seed=0)
     z, hz, assign = res.pop("_z"), res.pop("_hz"), res.pop("_assign")
     res.update(iteration=iteration, checkpoint=args.ckpt_name, model=args.model,
                elapsed_s=round(time.monotonic() - t0, 2))
-    out_dir = run.path / "evaluation" / args.ckpt_name
+    out_dir = session.run.path / "evaluation" / args.ckpt_name
     atomic_write_json(out_dir / "mcc.json", res)
-    try:
+
+    def figure() -> Path:
         from ..plots import true_vs_predicted
-        true_vs_predicted(z, hz, out_dir / "true_vs_predicted.png", names=list(FACTOR_NAMES),
-                          assignment=assign, method=args.correlation,
+
+        path = out_dir / "true_vs_predicted.png"
+        true_vs_predicted(z, hz, path, names=list(FACTOR_NAMES), assignment=assign, method=args.correlation,
                           title=f"KITTI Masks, {args.model}: MCC {res['mcc']:.3f} "
                                 f"(mean |{args.correlation.capitalize()} ρ| of the matched dimensions)")
-    except Exception as exc:  # a figure must never fail a run
-        print(f"(figure skipped: {exc})")
+        return path
+
     if args.verbose:
         print(f"MCC on {res['n_samples']} frames ({args.correlation}): "
               + ", ".join(f"{k} {v:.3f} (dim {res['assignment'][k]})" for k, v in res["per_factor"].items()))
@@ -462,8 +472,7 @@ def _evaluate_and_save(args, net, dataset, device, run: RunDir, iteration: int, 
         steps = iteration - resumed_from
         summary.update(train_s=round(train_s, 1), steps_trained=steps,
                        steps_per_s=round(steps / train_s, 2) if train_s > 0 else None)
-    if not args.evaluate:
-        run.write_summary(summary)
+    session.finish(None if args.evaluate else summary, figure)
     if writer is None and log_dir is not None:
         writer = _Writer(log_dir, args)
         writer.scalars({"mcc": res["mcc"]}, iteration, "eval/")
@@ -497,7 +506,8 @@ def run_kitti(cfg) -> dict:
     check_args(args)
     if args.cuda and not torch.cuda.is_available():
         raise ClicaError("--cuda given but CUDA is not available on this machine; drop --cuda to run on the CPU")
-    device = resolve_device("cuda" if args.cuda else "cpu")
+    session = Session(resolve_device("cuda" if args.cuda else "cpu"))
+    device = session.device
     if args.threads:
         torch.set_num_threads(args.threads)
     data_path = resolve_pickle_path(args.data_dir)
@@ -505,11 +515,11 @@ def run_kitti(cfg) -> dict:
     if len(dataset) < args.batch_size // 2:
         raise ClicaError(f"{data_path} has {len(dataset)} pair starts, fewer than one batch of "
                          f"{args.batch_size // 2} pairs; lower --batch-size")
-    print(f"KITTI Masks: {dataset.n_sequences} sequences, {dataset.n_frames} frames from {data_path}; "
-          f"device {device}", flush=True)
+    session.echo(f"KITTI Masks: {dataset.n_sequences} sequences, {dataset.n_frames} frames from {data_path}; "
+                 f"device {device}" + (f", {session.world.size} processes" if session.world.distributed else ""))
 
     if not (args.random_search or args.random_seeds):
-        return run_one(args, args.seed, dataset, data_path, device)
+        return run_one(args, args.seed, dataset, data_path, session)
 
     # seeds (and search draws) come from --seed, so a sweep is reproducible
     rs = np.random.RandomState(args.seed)
@@ -522,12 +532,13 @@ def run_kitti(cfg) -> dict:
             a.beta = float(rs.uniform(1, 16)) if args.search_beta else 1.0
             a.gamma = float(rs.uniform(1, 16)) if not args.betavae else 0.0
             a.rate_prior = float(rs.uniform(1, 10)) if not args.betavae else 1.0
-        print(f"run {k + 1}/{args.num_runs}: seed {seed}"
-              + (f", beta {a.beta:.3f} gamma {a.gamma:.3f} rate-prior {a.rate_prior:.3f}" if args.random_search else ""),
-              flush=True)
-        s = run_one(a, seed, dataset, data_path, device)
+        session.echo(f"run {k + 1}/{args.num_runs}: seed {seed}" + (
+            f", beta {a.beta:.3f} gamma {a.gamma:.3f} rate-prior {a.rate_prior:.3f}" if args.random_search else ""))
+        s = run_one(a, seed, dataset, data_path, session)
         results.append({**s, "beta": a.beta, "gamma": a.gamma, "rate_prior": a.rate_prior,
                         "experiment_dir": experiment_dir(a)})
+    if not session.is_main:  # the runs' scores live on rank 0
+        return {}
     scores = np.array([r["mcc"] for r in results], dtype=float)
     mean, std = float(np.nanmean(scores)), float(np.nanstd(scores))
     kind = "random_search" if args.random_search else "random_seeds"

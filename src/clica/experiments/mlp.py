@@ -15,7 +15,6 @@ import argparse
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -25,11 +24,11 @@ from .. import latents, metrics, mixing, plots
 from ..errors import ClicaError
 from ..losses import DotInfoNCE, LpInfoNCE, mse_loss
 from ..models import mlp_encoder
-from ..runs import (FolderLock, RunDir, check_fields, load_module_state, load_optimizer_state, loading, resolve_device,
-                    resolve_seed, seed_everything)
+from ..runs import RunDir, load_module_state, load_optimizer_state, loading, resolve_device, seed_everything
 from ..spaces import Box, Real, Sphere
-from ..training import require_finite, train_loop
+from ..training import require_finite
 from .flags import Explicit, apply_preset, resume_hint
+from .skeleton import Session
 
 DESCRIPTION = (
     "Disentanglement with InfoNCE/Contrastive Learning - MLP Mixing. Trains a supervised "
@@ -184,7 +183,7 @@ class MLPConfig:
         return out
 
 
-def build_encoder(cfg: MLPConfig, phase_index: int) -> torch.nn.Module:
+def build_encoder(cfg: MLPConfig, phase_index: int, device=None) -> torch.nn.Module:
     """The original encoder (widths 10n, 50n, 50n, 50n, 50n, 10n, times ``hidden_scale``)."""
     torch.manual_seed(cfg.seed * 1000 + phase_index)  # init independent of what ran before
     widths = [max(1, round(cfg.n * w * cfg.hidden_scale)) for w in (10, 50, 50, 50, 50, 10)]
@@ -194,7 +193,7 @@ def build_encoder(cfg: MLPConfig, phase_index: int) -> torch.nn.Module:
     elif cfg.output_normalization() in ("fixed_sphere", "learnable_sphere"):
         kwargs = {"r": cfg.sphere_r}
     return mlp_encoder(cfg.n, cfg.n, widths, cfg.output_normalization(), layer_norm=cfg.encoder_norm == "layer",
-                       **kwargs).to(cfg.device)
+                       **kwargs).to(device or cfg.device)
 
 
 def scores(z: torch.Tensor, hz: torch.Tensor) -> dict:
@@ -203,11 +202,11 @@ def scores(z: torch.Tensor, hz: torch.Tensor) -> dict:
 
 
 class MLPExperiment:
-    """One run: the latent space, the mixing, and the encoders of each phase."""
+    """One run: the latent space, the mixing, and the encoders of each phase, trained in ``session``."""
 
-    def __init__(self, cfg: MLPConfig, run: RunDir):
-        self.cfg, self.run = cfg, run
-        self.device = torch.device(cfg.device)
+    def __init__(self, cfg: MLPConfig, session: Session):
+        self.cfg, self.session = cfg, session
+        self.device = session.device
         self.latent = cfg.latent_space()
         self.g = mixing.invertible_mlp(cfg.n, cfg.n_mixing_layer, cfg.act_fct, cond_thresh_ratio=0.0,
                                        n_iter_cond_thresh=25000, seed=cfg.seed).to(self.device)
@@ -226,16 +225,16 @@ class MLPExperiment:
     def identity_scores(self) -> dict:
         return scores(self.z_eval, self.x_eval)
 
-    def train_phase(self, phase: str, index: int, n_steps: int, state: dict | None) -> torch.nn.Module:
-        cfg = self.cfg
-        f = build_encoder(cfg, index)
+    def train_phase(self, phase: str, index: int, n_steps: int, state: dict | None) -> tuple[torch.nn.Module, float]:
+        """Train the encoder of one phase (from ``state`` when resuming); return it and its training time."""
+        cfg, session = self.cfg, self.session
+        f = build_encoder(cfg, index, self.device)
         opt = torch.optim.Adam(f.parameters(), lr=cfg.lr)
         sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=n_steps)
                  if cfg.lr_schedule == "cosine" else None)
-        data_gen = self._generator(100 + index)
         start, window = 0, {}
-        if state is not None:  # fields checked by run_mlp
-            path = self.run.file("checkpoint.pt")
+        path = session.run.file("checkpoint.pt")
+        if state is not None:  # fields checked by _check_checkpoint
             load_module_state(f, state["encoder"], path, f"the {phase} encoder")
             load_optimizer_state(opt, state["optimizer"], path)
             if sched is not None:
@@ -244,12 +243,16 @@ class MLPExperiment:
                     if saved is None or set(saved) - set(sched.state_dict()):
                         raise ValueError("not a cosine schedule's state")
                     sched.load_state_dict(saved)
+            start, window = state["step"], state["window"]
+        data_gen = torch.Generator(self.device).manual_seed(
+            session.stream_seed(cfg.seed * 7919 + 100 + index, start))
+        if state is not None and not session.world.distributed:
             with loading(path, "random generator state"):
                 data_gen.set_state(state["data_rng"])
-            start, window = state["step"], state["window"]
         loss_fn = cfg.loss()
         supervised = phase == "supervised"
-        g, latent, bs = self.g, self.latent, cfg.batch_size
+        g, latent, bs = self.g, self.latent, session.local_batch(cfg.batch_size)
+        model = session.wrap(f)
 
         def step(i: int) -> dict:
             z, zt = latent.sample_pair(bs, data_gen, self.device)
@@ -257,15 +260,17 @@ class MLPExperiment:
                 x = g(torch.cat([z, zt]))
             opt.zero_grad(set_to_none=True)
             if supervised:
-                loss = mse_loss(f(x[:bs]), z)
+                loss = mse_loss(model(x[:bs]), z)
+                value = session.mean(loss.item())
             else:
-                h = f(x)
-                loss = loss_fn(h[:bs], h[bs:]).total
+                h = model(x)
+                loss = session.contrastive(loss_fn, h[:bs], h[bs:]).total
+                value = loss.item()  # the global batch's loss: the same on every rank
             loss.backward()
             opt.step()
             if sched is not None:
                 sched.step()
-            return {"loss": loss.item()}
+            return {"loss": value}
 
         def evaluate(i: int) -> dict:
             f.eval()
@@ -274,19 +279,19 @@ class MLPExperiment:
             return out
 
         def checkpoint(i: int, force: bool = False) -> None:  # saves at every call
-            self.run.save_checkpoint({
+            session.save({
                 "phase": phase, "phase_index": index, "step": i, "encoder": f.state_dict(),
                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict() if sched else None,
                 "data_rng": data_gen.get_state(), "mixing": self.g.state_dict(), "window": window,
-            })
+            }, path)
             if i == n_steps:
-                self.run.save_checkpoint({"encoder": f.state_dict(), "train_time_s": window["elapsed_s"]},
-                                         f"{phase}_f.pt")
+                session.save({"encoder": f.state_dict(), "train_time_s": window["elapsed_s"]},
+                             session.run.file(f"{phase}_f.pt"))
 
-        train_loop(step, n_steps=n_steps, start_step=start, log_every=cfg.n_log_steps, evaluate=evaluate,
-                   checkpoint=checkpoint, checkpoint_every=cfg.checkpoint_every, run=self.run,
-                   desc=phase, phase=phase, window=window)
-        return f, window["elapsed_s"]
+        session.train(step, n_steps=n_steps, start_step=start, log_every=cfg.n_log_steps, evaluate=evaluate,
+                      checkpoint=checkpoint, checkpoint_every=cfg.checkpoint_every, desc=phase, phase=phase,
+                      window=window)
+        return f, window.get("elapsed_s", 0.0)
 
     @torch.no_grad()
     def final_scores(self, f) -> dict:
@@ -302,50 +307,72 @@ class MLPExperiment:
                 "perm_mean": float(np.mean(perm)), "perm_std": float(np.std(perm))}
 
 
-def run_mlp(cfg: MLPConfig, save_dir: str | Path, resume: bool = False, echo=print) -> dict:
-    """Train and evaluate; returns the summary written to ``summary.json``.
+def default_save_dir(cfg: MLPConfig, session: Session) -> str:
+    """``runs/mlp-TIME-seedS``, drawing the seed if there is none (the same on every rank)."""
+    cfg.seed = session.seed(cfg.seed)
+    return session.default_folder(f"mlp-{{time}}-seed{cfg.seed}")
+
+
+# settings a resumed run may change: its length (see _check_new_length), where it runs, how it was asked for
+_MAY_CHANGE_ON_RESUME = ("n_steps", "device", "extra", "seed")
+
+
+def run_mlp(cfg: MLPConfig, save_dir: str | Path | None = None, resume: bool = False, echo=print) -> dict:
+    """Train and evaluate in ``save_dir`` (default: a new ``runs/mlp-TIME-seedS``); return the summary
+    written to ``summary.json``.
 
     The run folder is locked while the run lasts: a second process on it gets a one-line error.
+    Under ``torchrun`` the processes train one model on the global batch (see :mod:`.skeleton`).
     """
     cfg.validate()
-    run = RunDir(save_dir)
+    session = Session(cfg.device, echo)
+    if save_dir is None:
+        if resume:
+            raise ClicaError("--resume-training needs --save-dir: the run folder to resume")
+        save_dir = default_save_dir(cfg, session)
     if resume:
-        run.read_config()  # resuming a folder that holds no run: an error before anything is created
-    with FolderLock(run.path):
-        return _run_locked(cfg, run, resume, echo)
+        RunDir(save_dir).read_config()  # resuming a folder that holds no run: an error before anything is created
+    with session.open(save_dir):
+        return _run(cfg, session, resume)
 
 
-def _run_locked(cfg: MLPConfig, run: RunDir, resume: bool, echo) -> dict:
-    save_dir = run.path
+def _run(cfg: MLPConfig, session: Session, resume: bool) -> dict:
+    echo, run = session.echo, session.run
+    saved = session.saved_config()
     state = None
     if resume:
-        saved = run.read_config()
         saved_cfg = {k: v for k, v in saved.items() if k in MLPConfig.__dataclass_fields__}
-        changed = {k for k, v in saved_cfg.items()
-                   if k not in ("n_steps", "device", "extra", "seed") and getattr(cfg, k) != v}
         cfg.seed = run.saved_seed(saved)
-        if changed:
-            raise ClicaError(f"cannot resume {save_dir}: settings differ from the saved run ({', '.join(sorted(changed))})")
+        session.require_same(saved_cfg, dataclasses.asdict(cfg),
+                             [k for k in saved_cfg if k not in _MAY_CHANGE_ON_RESUME], "cannot resume it with them")
         _check_new_length(cfg, saved_cfg.get("n_steps"), echo)
-        state = run.load_checkpoint()
+        state = session.load(run.file("checkpoint.pt"), CHECKPOINT_FIELDS, {"window.elapsed_s": (int, float)},
+                             what="an MLP checkpoint")
         if state is not None:
             _check_checkpoint(state, run.file("checkpoint.pt"), cfg)
-    elif (run.path / "config.json").exists():
-        raise ClicaError(f"{save_dir} already holds a run; use --resume-training to continue it or choose another --save-dir")
-    cfg.seed = resolve_seed(cfg.seed)
+    elif saved is not None:
+        raise ClicaError(f"{run.path} already holds a run; use --resume-training to continue it or choose another --save-dir")
+    cfg.seed = session.seed(cfg.seed)
     seed_everything(cfg.seed)
-    run.write_config({"command": "mlp", **dataclasses.asdict(cfg)})
-    echo(f"run folder: {run.path}  seed: {cfg.seed}")
+    session.write_config({"command": "mlp", **dataclasses.asdict(cfg)})
+    world = f"  processes: {session.world.size}" if session.world.distributed else ""
+    echo(f"run folder: {run.path}  seed: {cfg.seed}{world}")
     if cfg.eval_batch_size() > cfg.batch_size:
         echo(f"note: the final scores use batches of {cfg.eval_batch_size()} latents, not --batch-size "
              f"{cfg.batch_size}: fewer samples than {MIN_EVAL_PER_LATENT} per latent make a fit look perfect")
 
-    exp = MLPExperiment(cfg, run)
+    exp = MLPExperiment(cfg, session)
     if state is not None and not _same_tensors(exp.g.state_dict(), state["mixing"]):
-        raise ClicaError(f"cannot resume {save_dir}: the saved mixing differs from the one its seed gives")
-    ident = exp.identity_scores()
-    echo(f"the observations g(z) themselves (the original's 'Id. Lin./Perm. Disentanglement'): linear R² "
-         f"{ident['linear_r2']:.4f}, MCC {ident['mcc']:.4f}; a trained encoder should score well above them")
+        raise ClicaError(f"cannot resume {run.path}: the saved mixing differs from the one its seed gives")
+    if state is not None and session.world.distributed:
+        echo("note: under torchrun a resumed run draws fresh latents on each process, from a stream given by "
+             "the seed and the step it resumes at")
+    if session.is_main:
+        ident = exp.identity_scores()
+        echo(f"the observations g(z) themselves (the original's 'Id. Lin./Perm. Disentanglement'): linear R² "
+             f"{ident['linear_r2']:.4f}, MCC {ident['mcc']:.4f}; a trained encoder should score well above them")
+    else:
+        ident = None
 
     summary = {"seed": cfg.seed, "identity": ident, "phases": {}}
     train_time = 0.0
@@ -353,22 +380,22 @@ def _run_locked(cfg: MLPConfig, run: RunDir, resume: bool, echo) -> dict:
     if resume:
         order = [name for name, _ in phases]
         done = (order.index(state["phase"]), state["step"]) if state else (-1, 0)
-        run.filter_metrics(lambda r: (order.index(r["phase"]), r["step"]) <= done)
+        if session.is_main:
+            run.filter_metrics(lambda r: (order.index(r["phase"]), r["step"]) <= done)
     for index, (phase, n_steps) in enumerate(phases):
         phase_state = None
         if state is not None:
             saved_index = state["phase_index"]
             if index < saved_index:
-                f = build_encoder(cfg, index)
+                f = build_encoder(cfg, index, session.device)
                 path = run.file(f"{phase}_f.pt")
-                done_state = run.load_checkpoint(path.name)
+                done_state = session.load(path, {"encoder": dict}, {"train_time_s": (int, float)},
+                                          what=f"a {phase} encoder file")
                 if done_state is None:
-                    raise ClicaError(f"cannot resume {save_dir}: {path} of the finished {phase} phase is missing")
-                check_fields(done_state, path, {"encoder": dict}, {"train_time_s": (int, float)},
-                             what=f"a {phase} encoder file")
+                    raise ClicaError(f"cannot resume {run.path}: {path} of the finished {phase} phase is missing")
                 load_module_state(f, done_state["encoder"], path, f"the {phase} encoder")
                 train_time += float(done_state.get("train_time_s", 0.0))
-                summary["phases"][phase] = _phase_summary(exp, f, phase, run, echo)
+                summary["phases"][phase] = _phase_summary(exp, f, phase)
                 continue
             if index == saved_index:
                 phase_state = state
@@ -376,10 +403,12 @@ def _run_locked(cfg: MLPConfig, run: RunDir, resume: bool, echo) -> dict:
         echo(f"{phase} training: {n_steps} steps{resumed}")
         f, seconds = exp.train_phase(phase, index, n_steps, phase_state)
         train_time += seconds
-        summary["phases"][phase] = _phase_summary(exp, f, phase, run, echo)
+        summary["phases"][phase] = _phase_summary(exp, f, phase)
     summary["train_time_s"] = round(train_time, 2)  # all sessions of a resumed run
-    run.write_summary(summary)
-    echo(verdict(cfg, phases[-1][0], summary["phases"][phases[-1][0]], run))
+    last = phases[-1][0]
+    session.finish(summary)
+    if session.is_main:
+        echo(verdict(cfg, last, summary["phases"][last], run))
     return summary
 
 
@@ -422,8 +451,7 @@ def _check_new_length(cfg: MLPConfig, saved_steps, echo) -> None:
 
 
 def _check_checkpoint(state, path, cfg: MLPConfig) -> None:
-    """One-line errors for a checkpoint.pt that is not what this run saves."""
-    check_fields(state, path, CHECKPOINT_FIELDS, {"window.elapsed_s": (int, float)}, what="an MLP checkpoint")
+    """One-line errors for a checkpoint.pt whose phase and step are not this run's."""
     order = [name for name, _ in cfg.phases()]
     if state["phase"] not in order or order.index(state["phase"]) != state["phase_index"]:
         raise ClicaError(f"{path} is not a checkpoint of this run: phase {state['phase']!r} "
@@ -438,14 +466,18 @@ def _same_tensors(own: dict, saved: dict) -> bool:
         for k in own)
 
 
-def _phase_summary(exp: MLPExperiment, f, phase: str, run: RunDir, echo) -> dict:
+def _phase_summary(exp: MLPExperiment, f, phase: str) -> dict | None:
+    """The phase's final scores and figure (rank 0; evaluation runs once)."""
+    session = exp.session
+    if not session.is_main:
+        return None
     f.eval()
     result = exp.final_scores(f)
-    plots.true_vs_predicted(exp.z_eval, exp.encode(f, exp.x_eval), run.file(f"latents_{phase}.png"),
+    plots.true_vs_predicted(exp.z_eval, exp.encode(f, exp.x_eval), session.run.file(f"latents_{phase}.png"),
                             title=f"{phase}: true vs recovered latents")
     if phase == "supervised" and not exp.cfg.only_supervised:  # the last phase's scores end the run
-        echo(f"{phase}: linear R² {result['linear_mean']:.4f} (std {result['linear_std']:.4f}), "
-             f"MCC {result['perm_mean']:.4f} (std {result['perm_std']:.4f})")
+        session.echo(f"{phase}: linear R² {result['linear_mean']:.4f} (std {result['linear_std']:.4f}), "
+                     f"MCC {result['perm_mean']:.4f} (std {result['perm_std']:.4f})")
     return result
 
 
@@ -528,8 +560,7 @@ def run(args: argparse.Namespace) -> int:
     if args.resume_training and not save_dir:
         raise ClicaError("--resume-training needs --save-dir: the run folder to resume")
     if not save_dir:
-        cfg.seed = resolve_seed(cfg.seed)
-        save_dir = f"runs/mlp-{datetime.now():%Y%m%d-%H%M%S}-seed{cfg.seed}"
+        save_dir = default_save_dir(cfg, Session(cfg.device))
     with resume_hint(args, f"--save-dir {save_dir}", "--resume-training"):
         run_mlp(cfg, save_dir, resume=args.resume_training)
     return 0

@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from contextlib import ExitStack
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +22,11 @@ from torch import nn
 
 from ..errors import ClicaError
 from ..models import to_device
-from ..runs import (FolderLock, RunDir, atomic_torch_save, check_fields, load_module_state, load_optimizer_state,
-                    load_torch_file, resolve_device, resolve_seed, seed_everything)
-from ..training import require_finite, train_loop
+from ..runs import (RunDir, atomic_torch_save, check_fields, load_module_state, load_optimizer_state,
+                    load_torch_file, resolve_device, seed_everything)
+from ..training import require_finite
 from .flags import config_class, resume_hint
+from .skeleton import Session
 
 DESCRIPTION = (
     "Disentanglement with InfoNCE/Contrastive Learning - 3DIdent. Train a ResNet encoder on image "
@@ -390,35 +389,18 @@ def _config(args) -> dict:
     return {"command": "3dident", **args.to_dict()}
 
 
-def _open_run(args, stack: ExitStack) -> tuple[RunDir, dict | None]:
-    """The run folder, locked for this process until ``stack`` closes, and its checkpoint if any."""
-    if args.run_dir is None:
-        args.run_dir = f"runs/3dident-{args.mode}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    run = RunDir(args.run_dir)
-    stack.enter_context(FolderLock(run.path))
+def _open_run(args, session: Session) -> tuple[RunDir, dict | None]:
+    """The run folder (locked by ``session``) after checking a saved run's settings, and its checkpoint if any."""
+    run = session.run
     state = None
-    if run.file("config.json").is_file():
-        old = run.read_config()
-        diff = [k for k in _RUN_DEFINING if k in old and _norm(old[k]) != _norm(getattr(args, k, None))]
-        if diff:
-            raise ClicaError(
-                f"run folder {run.path} holds a run with different settings ({', '.join('--' + d.replace('_', '-') for d in diff)}); "
-                "use another --run-dir or the same flags to resume")
+    old = session.saved_config()
+    if old is not None:
+        session.require_same(old, args.to_dict(), _RUN_DEFINING, "use another --run-dir or the same flags to resume")
         if args.seed is None:
             args.seed = run.saved_seed(old, required=False)
-        state = run.load_checkpoint()
-        if state is not None:
-            check_fields(state, run.file("checkpoint.pt"), CHECKPOINT_FIELDS, CHECKPOINT_OPTIONAL,
-                         what="a 3dident checkpoint")
+        state = session.load(run.file("checkpoint.pt"), CHECKPOINT_FIELDS, CHECKPOINT_OPTIONAL,
+                             what="a 3dident checkpoint")
     return run, state
-
-
-def _norm(v):
-    if isinstance(v, (list, tuple)):
-        return [_norm(x) for x in v]
-    if isinstance(v, Path):
-        return str(v)
-    return v
 
 
 ThreeDIdentConfig = config_class("ThreeDIdentConfig", add_arguments, """Every setting of a 3DIdent run: one field per
@@ -438,13 +420,14 @@ def run_3dident(cfg, run_dir=None) -> dict:
     if cfg.offline_dataset is None:
         raise ClicaError("--offline-dataset is required: the 3DIdent folder to train on")
     args = cfg.copy(**({"run_dir": str(run_dir)} if run_dir is not None else {}))
-    with ExitStack() as stack:
-        return _run(args, stack)
+    session = Session(resolve_device(args.device, args.no_cuda))
+    if args.run_dir is None:
+        args.run_dir = session.default_folder(f"3dident-{args.mode}-{{time}}")
+    return _run(args, session)
 
 
-def _run(args, stack: ExitStack) -> dict:
-    from ..data.threedident import ThreeDIdentFolder, ThreeDIdentPairs, ThreeDIdentSequential, latent_space_for
-    from ..losses import SUPERVISED_LOSSES
+def _run(args, session: Session) -> dict:
+    from ..data.threedident import ThreeDIdentFolder
 
     check_arguments(args)
     layout = layout_for(args)
@@ -456,13 +439,24 @@ def _run(args, stack: ExitStack) -> dict:
         test_folder = ThreeDIdentFolder.open(args.test_dataset, require_images=needs_images)
         layout.select(test_folder.raw_latents, test_folder.root)
 
-    run_dir, state = _open_run(args, stack)
-    args.seed = resolve_seed(args.seed)
+    with session.open(args.run_dir):
+        return _train(args, session, layout, folder, test_folder, needs_images)
+
+
+def _train(args, session: Session, layout, folder, test_folder, needs_images: bool) -> dict:
+    from ..data.threedident import ThreeDIdentPairs, ThreeDIdentSequential, latent_space_for
+    from ..losses import SUPERVISED_LOSSES
+
+    print = session.echo  # noqa: A001 - one line per run, not one per process
+    run_dir, state = _open_run(args, session)
+    if args.mode == "test" and not session.is_main:
+        return {}  # evaluation runs once
+    args.seed = session.seed(args.seed)
     seed_everything(args.seed)
-    device = resolve_device(args.device, args.no_cuda)
+    device = session.device
     if args.threads:
         torch.set_num_threads(args.threads)
-    run_dir.write_config({**_config(args), "latent_dimensions": layout.dimensions,
+    session.write_config({**_config(args), "latent_dimensions": layout.dimensions,
                           "latent_space": layout.describe(), "latent_names": list(layout.names)})
 
     print(f"Using dataset: {folder.root} ({folder.n} images, raw latents {folder.dim}-d)")
@@ -470,7 +464,8 @@ def _run(args, stack: ExitStack) -> dict:
           f"-> {layout.describe()}")
     print(f"#Latents: {layout.dim}, #Non-periodic latents: {layout.n_non_angular}, "
           f"#Periodic latents: {layout.n_angular}")
-    print(f"run folder: {run_dir.path}  seed: {args.seed}  device: {device}")
+    processes = f"  processes: {session.world.size}" if session.world.distributed else ""
+    print(f"run folder: {run_dir.path}  seed: {args.seed}  device: {device}{processes}")
 
     # model -------------------------------------------------------------------
     f = to_device(build_encoder(args, layout), device)
@@ -505,9 +500,10 @@ def _run(args, stack: ExitStack) -> dict:
         print(f"resuming {run_dir.path} from step {start_step}")
     elif args.load_model is not None:
         model_normalization = load_state(f, args.load_model, encoder_name(args, layout))
-        print("Model loaded:", args.load_model)
+        print(f"Model loaded: {args.load_model}")
     if args.mode != "test":
-        run_dir.truncate_metrics(start_step)
+        session.truncate_metrics(start_step)
+    model = session.wrap(f)  # f itself in one process
 
     # data --------------------------------------------------------------------
     data_kw = dict(images=needs_images, image_size=args.image_size, cache=args.image_cache,
@@ -523,23 +519,25 @@ def _run(args, stack: ExitStack) -> dict:
         data = ThreeDIdentSequential(folder.root, layout, folder=folder, normalization=normalization, **data_kw)
         evalset = EvalSet(data, rng.permutation(folder.n)[:args.n_eval_samples], args.batch_size,
                           requested=args.n_eval_samples)
-        _describe_images(data)
+        _describe_images(data, print)
         record, z, h = evaluate(args, f, g, evalset, device)
         print(f"Lin. Disentanglement: {record['r2']:.6f}, MCC: {record['mcc']:.4f}, "
               f"MSE: {record.get('mse')}, lin. fit MSE: {record['lin_mse']}")
         run_dir.log_metrics({"step": 0, "phase": "test", **record})
-        return _finish(run_dir, record, z, h, layout, args, elapsed=0.0)
+        return _finish(session, record, z, h, layout, args, elapsed=0.0)
 
     latent_space = latent_space_for(layout, args.non_periodical_conditional, args.sigma)
     t_index = time.monotonic()
-    pairs = ThreeDIdentPairs(folder.root, latent_space, layout, folder=folder, batch_size=args.batch_size,
+    # batch i of each rank's stream is seeded from (stream seed, i): resumes continue it exactly
+    pairs = ThreeDIdentPairs(folder.root, latent_space, layout, folder=folder,
+                             batch_size=session.local_batch(args.batch_size),
                              approximate=args.approximate_dataset_nn_search, nn_backend=args.nn_backend,
-                             nn_threads=args.faiss_omp_threads, seed=args.seed,
+                             nn_threads=args.faiss_omp_threads, seed=session.stream_seed(args.seed),
                              uint8=device.type == "cuda",
                              start_batch=start_step, **data_kw)
     print(f"nearest-neighbour index over {folder.n} latents built in {time.monotonic() - t_index:.1f}s "
           f"({'approximate faiss IVF/HNSW' if args.approximate_dataset_nn_search else 'exact, ' + args.nn_backend})")
-    _describe_images(pairs)
+    _describe_images(pairs, print)
     if test_folder is not None:
         # the encoder sees held-out images normalised exactly as its training images
         test_data = ThreeDIdentSequential(
@@ -580,9 +578,9 @@ def _run(args, stack: ExitStack) -> dict:
             if args.identity_mixing_and_solution:
                 h1 = z1 * args.identity_scale
             else:
-                h1 = f(x1)
+                h1 = model(x1)
             loss = supervised_loss(h1, z1)
-            stats = {"loss": loss}
+            stats = {"loss": session.mean(float(loss.detach()))}  # a loss of this process's batch
         else:
             z2 = z2.to(device, non_blocking=True)
             if args.identity_mixing_and_solution:
@@ -592,8 +590,11 @@ def _run(args, stack: ExitStack) -> dict:
                     x2 = g(z2)
                 else:
                     x2 = to_input(x2)
-                h1, h2 = f(x1), f(x2)
-            out = contrastive_loss(h1, h2)
+                if session.world.distributed:  # DDP: one forward pass per backward pass
+                    h1, h2 = model(torch.cat([x1, x2])).chunk(2)
+                else:
+                    h1, h2 = f(x1), f(x2)
+            out = session.contrastive(contrastive_loss, h1, h2)
             loss = out.total
             stats = {"loss": loss, "loss_std": out.per_item.detach().std()}
             if len(out.parts) > 1:
@@ -611,27 +612,30 @@ def _run(args, stack: ExitStack) -> dict:
     def checkpoint(i: int, force: bool = False) -> None:
         final = i == args.iterations
         if force or final or i % args.checkpoint_every == 0:
-            run_dir.save_checkpoint({**model_file(f, pairs.normalization),
-                                     "optimizer": optimizer.state_dict() if optimizer else None,
-                                     "step": i, "seed": args.seed, "window": window})
+            session.save({**model_file(f, pairs.normalization),
+                          "optimizer": optimizer.state_dict() if optimizer else None,
+                          "step": i, "seed": args.seed, "window": window}, run_dir.file("checkpoint.pt"))
         if args.save_model and args.save_every and i % args.save_every == 0 and not final:
             path = f"{args.save_model}.iteration_{i}"
             atomic_torch_save(path, model_file(f, pairs.normalization))
-            print("Model saved as", path)
+            print(f"Model saved as {path}")
 
     t0 = time.monotonic()
     if start_step >= args.iterations:
         print(f"{run_dir.path} already finished {start_step} steps; evaluating")
-        do_eval(start_step)
+        if session.is_main:
+            do_eval(start_step)
     else:
         with resume_hint(args, f"--run-dir {run_dir.path}"):
-            train_loop(step, n_steps=args.iterations, start_step=start_step, log_every=args.n_log_steps,
-                       evaluate=do_eval, checkpoint=checkpoint, checkpoint_every=1, run=run_dir,
-                       desc=f"3dident {args.mode}", phase=args.mode, window=window)
+            session.train(step, n_steps=args.iterations, start_step=start_step, log_every=args.n_log_steps,
+                          evaluate=do_eval, checkpoint=checkpoint, checkpoint_every=1,
+                          desc=f"3dident {args.mode}", phase=args.mode, window=window)
+    if not session.is_main:
+        return {}  # rank 0 evaluated, and writes the model and the summary
     if args.save_model:
         atomic_torch_save(args.save_model, model_file(f, pairs.normalization))
         print(f"Saving final model at: {args.save_model}")
-    return _finish(run_dir, last_eval["record"], last_eval["z"], last_eval["h"], layout, args,
+    return _finish(session, last_eval["record"], last_eval["z"], last_eval["h"], layout, args,
                    elapsed=time.monotonic() - t0)
 
 
@@ -639,31 +643,31 @@ def _worker_init(_):
     torch.set_num_threads(1)
 
 
-def _describe_images(data) -> None:
+def _describe_images(data, echo) -> None:
     if not data.images:
-        print("images: not loaded (latents only)")
+        echo("images: not loaded (latents only)")
         return
     src = "memory-mapped uint8 cache" if data.cached else "PNG decoding (build a cache with --image-cache build)"
     h, w = data.loader.size
-    print(f"images: {h}x{w} from {src}; normalised with {data.normalization_source}")
+    echo(f"images: {h}x{w} from {src}; normalised with {data.normalization_source}")
 
 
-def _finish(run_dir: RunDir, record: dict, z, h, layout, args, elapsed: float) -> dict:
+def _finish(session: Session, record: dict, z, h, layout, args, elapsed: float) -> dict:
     from ..plots import true_vs_predicted
 
-    fig = run_dir.file("true_vs_predicted.png")
-    try:
-        if h.shape[1] >= z.shape[1] and h.shape[1] <= 64:
-            true_vs_predicted(z, h, fig, names=list(layout.names),
-                              title=f"3DIdent {args.mode}: R² {record['r2']:.3f}, MCC {record['mcc']:.3f}")
-            print(f"figure: {fig}")
-    except Exception as exc:  # a figure must never lose a finished run
-        print(f"note: could not draw {fig}: {exc}")
+    def figure():
+        if not z.shape[1] <= h.shape[1] <= 64:
+            return None
+        path = session.run.file("true_vs_predicted.png")
+        true_vs_predicted(z, h, path, names=list(layout.names),
+                          title=f"3DIdent {args.mode}: R² {record['r2']:.3f}, MCC {record['mcc']:.3f}")
+        return path
+
     summary = {"mode": args.mode, "seed": args.seed, "iterations": args.iterations,
                "train_seconds": round(elapsed, 1), **record}
-    run_dir.write_summary(summary)
-    r2, m = record["r2"], record["mcc"]
-    print(f"final: linear R² {r2:.4f}  MCC {m:.4f}  (summary: {run_dir.file('summary.json')})")
+    session.finish(summary, figure)
+    session.echo(f"final: linear R² {record['r2']:.4f}  MCC {record['mcc']:.4f}  "
+                 f"(summary: {session.run.file('summary.json')})")
+    if math.isnan(record["mcc"]):
+        session.echo("note: MCC needs at least as many outputs as latents")
     return summary
-    if math.isnan(m):
-        print("note: MCC needs at least as many outputs as latents")
