@@ -84,7 +84,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     # --- the original main_kitti.py flags: same names, same defaults ---
     p.add_argument("--box-norm", type=int, default=0,
                    help="1: learnable box output (sigmoid times a learnable width per dimension)")
-    p.add_argument("--p", type=float, default=1, help="exponent of the Lp InfoNCE loss (1: Laplace conditional)")
+    p.add_argument("--p", "--lp-exponent", dest="p", type=float, default=1,
+                   help="exponent of the Lp InfoNCE loss (1: Laplace conditional); under torchrun write "
+                        "--lp-exponent (torchrun's own parser takes --p for an abbreviation of its options)")
     p.add_argument("--experiment-dir", type=str, default="",
                    help="specify path; empty: kittimasks_<max-delta-t>/<p>_<box-norm>, "
                         "or kittimasks_<max-delta-t>/slowvae_<beta>_<gamma>_<rate-prior> for SlowVAE")

@@ -504,15 +504,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--m-param", type=float, default=1.0, help="Parameter (scale) of the marginal; only used if it is not uniform.")
     p.add_argument("--tau", type=float, default=1.0, **E, help="Temperature τ of the InfoNCE loss.")
     p.add_argument("--n-mixing-layer", type=int, default=3, help="Number of layers in the nonlinear mixing network g.")
-    p.add_argument("--n", type=int, default=10, help="Dimensionality of the latents.")
+    p.add_argument("--n", "--n-latents", dest="n", type=int, default=10,
+                   help="Dimensionality of the latents. Under torchrun write --n-latents: torchrun's own parser "
+                        "takes --n for an abbreviation of its options.")
     p.add_argument("--space-type", type=str, default="box", choices=("box", "sphere", "unbounded"), help="Latent space.")
     p.add_argument("--m-p", type=float, default=0,
                    help="Marginal: 0 uniform, 1 Laplace, 2 normal, other p generalized normal (projected on a sphere, truncated on a box).")
     p.add_argument("--c-p", type=float, default=2, **E,
                    help="Conditional: 0 von Mises-Fisher (sphere only), 1 Laplace, 2 normal, other p generalized normal.")
     p.add_argument("--lr", type=float, default=1e-4, **E, help="Adam learning rate.")
-    p.add_argument("--p", type=float, default=2, **E,
-                   help="Exponent of the model's Lp similarity; 0 is the dot-product (SimCLR) loss with a fixed unit-sphere output.")
+    p.add_argument("--p", "--lp-exponent", dest="p", type=float, default=2, **E,
+                   help="Exponent of the model's Lp similarity; 0 is the dot-product (SimCLR) loss with a fixed "
+                        "unit-sphere output. Under torchrun write --lp-exponent: torchrun's own parser takes --p for "
+                        "an abbreviation of its options.")
     p.add_argument("--batch-size", type=int, default=6144, **E, help="Batch size (negatives come from the batch).")
     p.add_argument("--n-log-steps", type=int, default=250, **E, help="Evaluate and log every this many steps.")
     p.add_argument("--n-steps", type=int, default=100001, **E, help="Supervised training steps (unsupervised: times --more-unsupervised).")
