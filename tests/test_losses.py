@@ -212,3 +212,37 @@ def test_block_loss_without_negatives_applies_each_blocks_self_weight():
     # with weight 1 a block without negatives is the original's rolled-negatives loss
     rolled = L.BlockLoss([(L.LpInfoNCE(p=2.0), 0, 3), (L.DotInfoNCE(), 3, 6)])(h1, h2, torch.roll(h1, 1, 0))
     assert weight_one.total.item() == pytest.approx(rolled.total.item(), rel=1e-12)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: L.LpInfoNCE(p=1.0),
+    lambda: L.LpInfoNCE(p=2.0, tau=0.2, self_weight=0.01),
+    lambda: L.LpInfoNCE(p=3.0, simclr_compatibility_mode=False),
+    lambda: L.DotInfoNCE(normalize=True, self_weight=0.01),
+    lambda: L.DotInfoNCE(tau=0.5),
+    lambda: L.BlockLoss([(L.DotInfoNCE(normalize=True), 0, 2), (L.LpInfoNCE(p=1.0, self_weight=0.0), 2, 4)]),
+], ids=["l1", "l2-self-weight", "l3-mean", "dot-normalized", "dot", "blocks"])
+@pytest.mark.parametrize("rows", [(0, 256), (256, 512), (1024, 1536)], ids=["first", "second", "last"])
+@pytest.mark.parametrize("B", [64, 2048], ids=["torch", "kernels"])  # 512 × 2048 rows reach the fused kernels
+def test_rows_of_a_batch_are_their_terms_of_the_whole_batch(make, rows, B):
+    """``batch=(H1, k)``: each row's loss and gradient equal its term in the whole batch's loss."""
+    start, stop = (r * B // 2048 for r in rows)
+    gen = torch.Generator().manual_seed(0)
+    h1 = torch.randn(B, 4, generator=gen, requires_grad=True)
+    h2 = (h1.detach() + 0.1 * torch.randn(B, 4, generator=gen)).requires_grad_()
+    loss = make()
+    whole = loss(h1, h2)
+    whole.per_item[start:stop].sum().backward()
+    g1, g2 = h1.grad.clone(), h2.grad.clone()
+    h1.grad = h2.grad = None
+    part = loss(h1[start:stop], h2[start:stop], batch=(h1, start))
+    torch.testing.assert_close(part.per_item, whole.per_item[start:stop].detach(), rtol=1e-5, atol=1e-5)
+    part.per_item.sum().backward()
+    torch.testing.assert_close(h1.grad, g1, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(h2.grad, g2, rtol=1e-4, atol=1e-5)
+
+
+def test_rows_outside_the_batch_are_refused():
+    h = torch.randn(8, 3)
+    with pytest.raises(ValueError, match="do not exist"):
+        L.LpInfoNCE(p=1.0)(h[:4], h[:4], batch=(h, 6))

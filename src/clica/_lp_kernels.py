@@ -58,8 +58,9 @@ def _exp_nonpositive(x, out, bits):
 
 
 @numba.njit(**_OPTS)
-def lse_forward(a, bT, p, pw, tau, skip_diag):
-    """(lse, W): lse_i = log Σ_j exp(-D_ij/τ) and W_ij = exp(-D_ij/τ - lse_i); j ≠ i if ``skip_diag``."""
+def lse_forward(a, bT, p, pw, tau, diag):
+    """(lse, W): lse_i = log Σ_j exp(-D_ij/τ) and W_ij = exp(-D_ij/τ - lse_i); j ≠ i + ``diag`` (row i's own
+    column) when ``diag`` ≥ 0."""
     rows = a.shape[0]
     m = bT.shape[1]
     lse = np.empty(rows, dtype=np.float32)
@@ -69,8 +70,8 @@ def lse_forward(a, bT, p, pw, tau, skip_diag):
         buf = np.empty(m, dtype=np.float32)
         bits = np.empty(m, dtype=np.int32)
         _dist_row(a, i, bT, p, pw, buf)
-        if skip_diag:
-            buf[i] = np.float32(np.inf)
+        if diag >= 0:
+            buf[i + diag] = np.float32(np.inf)
         lo = buf[0]
         for j in range(m):
             lo = min(lo, buf[j])
@@ -79,8 +80,8 @@ def lse_forward(a, bT, p, pw, tau, skip_diag):
             buf[j] = -buf[j] * inv_tau - mx
         w = W[i]
         _exp_nonpositive(buf, w, bits)
-        if skip_diag:
-            w[i] = np.float32(0.0)
+        if diag >= 0:
+            w[i + diag] = np.float32(0.0)
         s = np.float32(0.0)
         for j in range(m):
             s += w[j]

@@ -163,13 +163,27 @@ def gather(x: torch.Tensor) -> torch.Tensor:
 
 
 def global_loss(loss_fn, h1: torch.Tensor, h2: torch.Tensor):
-    """``loss_fn(gather(h1), gather(h2))``: the loss of the global batch, the same on every rank.
+    """The InfoNCE loss of the global batch, each rank computing only its own pairs' terms.
 
-    Exact: each rank's embeddings get world_size · dL/dh_local (the gather backward
-    sums the ranks' identical losses) and DDP averages the parameter gradients over
-    ranks, which gives dL/dθ of one process on the whole batch.
+    This rank's pairs (rows ``rank·b … (rank+1)·b`` of the global batch) take every rank's anchors
+    as negatives: ``loss_fn(h1, h2, batch=(gather(h1), rank·b))``, so no rank computes the whole
+    B×B matrix. The returned ``total`` has the global loss as its value (the same on every rank, as
+    one process on the whole batch would log) and the gradient of this rank's share: the gather sums
+    the ranks' gradients into each rank's embeddings and DDP averages the parameter gradients, which
+    gives exactly dL/dθ of one process on the whole batch. ``parts`` are global means and
+    ``per_item`` the whole batch's (both without gradients). One process: ``loss_fn(h1, h2)``.
     """
-    return loss_fn(gather(h1), gather(h2))
+    if not _active():
+        return loss_fn(h1, h2)
+    out = loss_fn(h1, h2, batch=(gather(h1), dist.get_rank() * h1.shape[0]))
+    means = torch.stack([out.total.detach(), *(torch.as_tensor(v).detach() for v in out.parts.values())])
+    means = means.to(_collective_device())
+    dist.all_reduce(means)
+    means = means.to(out.total.device) / dist.get_world_size()
+    with torch.no_grad():
+        per_item = gather(out.per_item.detach())
+    return type(out)(out.total + (means[0] - out.total.detach()), per_item,
+                     {k: means[i + 1] for i, k in enumerate(out.parts)})
 
 
 def local_batch(batch_size: int, world: World, flag: str = "--batch-size") -> int:

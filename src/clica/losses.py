@@ -6,6 +6,11 @@ Every contrastive loss is called as ``loss(h1, h2, h_neg=None)`` with
 ``self_weight``; weight 1 is the original code's ``h1`` rolled by one). It returns a
 :class:`LossOutput` with the mean loss, the per-item loss and named parts.
 
+The InfoNCE losses also take ``batch=(H1, k)``: the pairs are rows k … k+len(h1)
+of a larger batch whose anchors are ``H1``, and the negatives are H1's other rows;
+each row's loss is then exactly its term in the loss of the whole batch. Under
+torchrun each process computes its own rows this way (:func:`clica.distributed.global_loss`).
+
 Pairwise distances are computed with ``torch.cdist`` or a matrix product:
 never as a B×B×n difference tensor.
 """
@@ -62,11 +67,12 @@ def _pairwise_grads(a, b, G, p: float, pow: bool):
     return grad_a, grad_b
 
 
-def _logits(a, b, s, chunk, p, pow, tau, exclude_diagonal):
-    """-D/τ for rows s … s+chunk of a against b, with -inf on the diagonal (j = i) if asked."""
+def _logits(a, b, s, chunk, p, pow, tau, diag):
+    """-D/τ for rows s … s+chunk of a against b, with -inf at each row's own column (j = i + diag) if
+    ``diag`` is not None."""
     logits = pairwise_lp(a[s:s + chunk], b, p, pow).mul_(-1.0 / tau)
-    if exclude_diagonal:
-        logits.diagonal(offset=s).fill_(float("-inf"))
+    if diag is not None:
+        logits.diagonal(offset=s + diag).fill_(float("-inf"))
     return logits
 
 
@@ -78,23 +84,23 @@ class _NegativeLogSumExp(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, a, b, extra, p, pow, tau, chunk, exclude_diagonal):
+    def forward(ctx, a, b, extra, p, pow, tau, chunk, diag):
         out = torch.empty(a.shape[0], dtype=a.dtype, device=a.device)
         for s in range(0, a.shape[0], chunk):
-            logits = _logits(a, b, s, chunk, p, pow, tau, exclude_diagonal)
+            logits = _logits(a, b, s, chunk, p, pow, tau, diag)
             lse = torch.logsumexp(logits, dim=1)
             out[s:s + chunk] = lse if extra is None else torch.logaddexp(lse, extra[s:s + chunk])
         ctx.save_for_backward(a, b, extra, out)
-        ctx.cfg = (p, pow, tau, chunk, exclude_diagonal)
+        ctx.cfg = (p, pow, tau, chunk, diag)
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
         a, b, extra, out = ctx.saved_tensors
-        p, pow, tau, chunk, exclude_diagonal = ctx.cfg
+        p, pow, tau, chunk, diag = ctx.cfg
         grad_a, grad_b = torch.empty_like(a), torch.zeros_like(b)
         for s in range(0, a.shape[0], chunk):
-            logits = _logits(a, b, s, chunk, p, pow, tau, exclude_diagonal)
+            logits = _logits(a, b, s, chunk, p, pow, tau, diag)
             # d lse_i / d D_ij = -softmax_ij / τ
             G = logits.sub_(out[s:s + chunk, None]).exp_().mul_(grad_out[s:s + chunk, None] * (-1.0 / tau))
             ga, gb = _pairwise_grads(a[s:s + chunk], b, G, p, pow)
@@ -115,13 +121,13 @@ class _NegativeLogSumExpCPU(torch.autograd.Function):
     """The same quantity through fused numba kernels (no B×M×n tensor, one B×M float32 matrix)."""
 
     @staticmethod
-    def forward(ctx, a, b, p, pow, tau, exclude_diagonal):
+    def forward(ctx, a, b, p, pow, tau, diag):
         from . import _lp_kernels as K
 
         _kernel_threads()
         a_np = a.detach().contiguous().numpy()
         bT = np.ascontiguousarray(b.detach().numpy().T)
-        lse, W = K.lse_forward(a_np, bT, p, pow, tau, exclude_diagonal)
+        lse, W = K.lse_forward(a_np, bT, p, pow, tau, -1 if diag is None else diag)
         ctx.save_for_backward(a, b)
         ctx.stash = (W, bT, p, pow, tau)
         return torch.from_numpy(lse)
@@ -148,18 +154,22 @@ def _use_kernels(a: torch.Tensor, b: torch.Tensor, p: float, pow: bool) -> bool:
 
 
 def negative_logsumexp(a, b, p: float, pow: bool, tau: float, extra=None, chunk: int = 1024,
-                       exclude_diagonal: bool = False):
+                       exclude_diagonal: bool = False, diagonal_offset: int = 0):
     """log Σ_j exp(-|a_i - b_j|_p^(p)/τ) [+ exp(extra_i)] per row i, fused and memory-light.
 
-    ``exclude_diagonal`` leaves out j = i (b_i is a_i's own entry, as when b is a).
+    ``exclude_diagonal`` leaves out each row's own entry j = i + ``diagonal_offset`` (as when a is b,
+    or rows ``diagonal_offset`` … of b).
 
     On the CPU (float32, p ≠ 2 or not ``pow``) it runs fused numba kernels;
     elsewhere chunked torch operations (cdist / matrix products).
     """
+    diag = int(diagonal_offset) if exclude_diagonal else None
+    if diag is not None and not 0 <= diag <= b.shape[0] - a.shape[0]:
+        raise ValueError(f"rows {diag}…{diag + a.shape[0] - 1} of a {b.shape[0]}-row b do not exist")
     if _use_kernels(a, b, p, pow):
-        lse = _NegativeLogSumExpCPU.apply(a, b, float(p), bool(pow), float(tau), bool(exclude_diagonal))
+        lse = _NegativeLogSumExpCPU.apply(a, b, float(p), bool(pow), float(tau), diag)
         return lse if extra is None else torch.logaddexp(lse, extra)
-    return _NegativeLogSumExp.apply(a, b, extra, float(p), pow, float(tau), chunk, bool(exclude_diagonal))
+    return _NegativeLogSumExp.apply(a, b, extra, float(p), pow, float(tau), chunk, diag)
 
 
 # numba's OpenMP pool spins between kernels: sized to torch's threads (OMP_NUM_THREADS=1 gives a
@@ -209,17 +219,20 @@ class LpInfoNCE:
         self.simclr_compatibility_mode, self.pow = simclr_compatibility_mode, pow
         self.self_weight = float(self_weight)
 
-    def __call__(self, h1, h2, h_neg=None) -> LossOutput:
+    def __call__(self, h1, h2, h_neg=None, *, batch=None) -> LossOutput:
         pos = _lp(h1 - h2, self.p, self.pow)
         loss_pos = pos / self.tau
+        offset = 0
         if h_neg is None:  # the other anchors, and the anchor itself with weight self_weight
-            h_neg, n_neg, exclude = h1, h1.shape[0] - 1 + self.self_weight, True
+            h_neg, offset = (h1, 0) if batch is None else batch
+            n_neg, exclude = h_neg.shape[0] - 1 + self.self_weight, True
             extra = torch.full_like(loss_pos, _log_weight(self.self_weight))
         else:
             n_neg, exclude, extra = h_neg.shape[0], False, None
         if self.simclr_compatibility_mode:  # the positive joins the log-sum-exp
             extra = -loss_pos if extra is None else torch.logaddexp(extra, -loss_pos)
-        loss_neg = negative_logsumexp(h1, h_neg, self.p, self.pow, self.tau, extra=extra, exclude_diagonal=exclude)
+        loss_neg = negative_logsumexp(h1, h_neg, self.p, self.pow, self.tau, extra=extra, exclude_diagonal=exclude,
+                                      diagonal_offset=offset)
         if not self.simclr_compatibility_mode:
             loss_neg = loss_neg - math.log(n_neg)
         per_item = 2 * (self.alpha * loss_pos + (1 - self.alpha) * loss_neg)
@@ -241,13 +254,16 @@ class DotInfoNCE:
         self.normalize, self.tau, self.alpha = normalize, float(tau), float(alpha)
         self.self_weight = float(self_weight)
 
-    def __call__(self, h1, h2, h_neg=None) -> LossOutput:
+    def __call__(self, h1, h2, h_neg=None, *, batch=None) -> LossOutput:
         if self.normalize:
             h1, h2 = F.normalize(h1, dim=-1), F.normalize(h2, dim=-1)
         if h_neg is None:
-            neg = h1 @ h1.T
+            anchors, offset = (h1, 0) if batch is None else batch
+            if self.normalize and batch is not None:
+                anchors = F.normalize(anchors, dim=-1)
+            neg = h1 @ anchors.T
             if self.self_weight != 1.0:  # in place: no second B×B matrix (mm's backward needs only its inputs)
-                neg.diagonal().add_(_log_weight(self.self_weight) * self.tau)
+                neg.diagonal(offset).add_(_log_weight(self.self_weight) * self.tau)
         else:
             neg = h1 @ (F.normalize(h_neg, dim=-1) if self.normalize else h_neg).T
         pos = (h1 * h2).sum(-1)
@@ -289,13 +305,14 @@ class BlockLoss:
         if len(self.weights) != len(self.blocks):
             raise ValueError("one weight per block")
 
-    def __call__(self, h1, h2, h_neg=None) -> LossOutput:
+    def __call__(self, h1, h2, h_neg=None, *, batch=None) -> LossOutput:
         # without explicit negatives each block uses its own default (the other anchors and the
         # anchor itself with the block loss's self weight), so ``self_weight`` acts per block
         total, per_item, parts = 0.0, 0.0, {}
         for k, ((loss, start, end), w) in enumerate(zip(self.blocks, self.weights)):
             neg = None if h_neg is None else h_neg[:, start:end]
-            out = loss(h1[:, start:end], h2[:, start:end], neg)
+            rows = {} if batch is None else {"batch": (batch[0][:, start:end], batch[1])}
+            out = loss(h1[:, start:end], h2[:, start:end], neg, **rows)
             total = total + w * out.total
             per_item = per_item + w * out.per_item
             parts[f"block{k}"] = out.total
