@@ -75,11 +75,15 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--cores", type=int, default=os.cpu_count())
     parser.add_argument("--data", default=None, help="folder for the generated datasets (default: a temporary one)")
+    parser.add_argument("--only", nargs="+", choices=("mlp", "kitti", "3dident"), default=None,
+                        help="measure only these experiments")
     opts = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(opts.data or tmp)
-        print(f"| experiment | processes | steps/s | samples/s | speed-up |\n|---|---|---|---|---|")
+        print("| experiment | processes | steps/s | samples/s | speed-up |\n|---|---|---|---|---|")
         for name, (argv, folder, per_step) in experiments(data, opts.device, opts.steps).items():
+            if opts.only and argv[0] not in opts.only:
+                continue
             base = None
             for nproc in opts.procs:
                 rate = measure(argv, folder, nproc, opts.cores, opts.device)

@@ -1,0 +1,46 @@
+"""Forward + backward time of the InfoNCE negative term on the CPU: the fused numba kernels against
+the chunked torch path (cdist), per batch shape, on 1 and on all torch threads.
+
+    python benchmarks/lse_paths.py
+
+Prints a Markdown table of medians over 30 repetitions (p = 1, n = 10, float32); it is what sets the
+size from which clica.losses uses the kernels.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+import clica.losses as L
+
+SHAPES = [(64, 64), (128, 128), (256, 256), (256, 512), (512, 512), (512, 1024), (1024, 1024)]
+
+
+def median_ms(a, b, kernels: bool, reps: int = 30) -> float:
+    use = L._use_kernels
+    L._use_kernels = lambda *args: kernels
+    try:
+        times = []
+        for _ in range(reps + 3):
+            t = time.perf_counter()
+            L.negative_logsumexp(a, b, 1.0, True, 0.2, exclude_diagonal=True).sum().backward()
+            times.append(time.perf_counter() - t)
+    finally:
+        L._use_kernels = use
+    return sorted(times[3:])[reps // 2] * 1000
+
+
+def main() -> None:
+    print("| threads | rows × columns | torch (ms) | kernels (ms) | ratio |\n|---|---|---|---|---|")
+    for threads in sorted({1, torch.get_num_threads()}):
+        torch.set_num_threads(threads)
+        for m, n in SHAPES:
+            a, b = torch.randn(m, 10, requires_grad=True), torch.randn(n, 10, requires_grad=True)
+            t, k = median_ms(a, b, False), median_ms(a, b, True)
+            print(f"| {threads} | {m} × {n} | {t:.2f} | {k:.2f} | {t / k:.1f}× |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
