@@ -109,11 +109,6 @@ class Session:
             distributed.barrier(self.world)
             yield self
 
-    @property
-    def writer(self) -> RunDir | None:
-        """The run folder where this rank writes: rank 0's, ``None`` elsewhere."""
-        return self.run if self.is_main else None
-
     def saved_config(self) -> dict | None:
         """The folder's ``config.json``, or ``None`` for a new folder."""
         if not self.run.file("config.json").is_file():
