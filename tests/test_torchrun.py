@@ -110,9 +110,16 @@ def test_every_flag_reaches_clica_through_torchrun():
 def test_a_process_that_dies_ends_the_run(tmp_path):
     proc = start_torchrun(*MLP, "--n-steps", "100000", "--save-dir", tmp_path / "run")
     wait_for(lambda: (tmp_path / "run" / "metrics.jsonl").exists())
-    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):  # torchrun's worker processes
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == proc.pid:
+            children.append(int(stat.parent.name))
     assert len(children) == 2
-    os.kill(int(children[-1]), signal.SIGKILL)
+    os.kill(max(children), signal.SIGKILL)
     proc.communicate(timeout=120)  # no hang: torchrun ends the other process
     assert proc.returncode != 0
 
