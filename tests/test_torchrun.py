@@ -23,7 +23,7 @@ MLP = ["mlp", "--preset", "headline", "--n-latents", "4", "--n-mixing-layer", "2
        "--n-log-steps", "400", "--seed", "0"]
 
 
-def torchrun(*argv, nproc: int = 2, timeout: float = 240) -> subprocess.CompletedProcess:
+def torchrun(*argv, nproc: int = 2, timeout: float = 600) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
            "-m", "clica", *map(str, argv)]
     return subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=timeout)
@@ -39,7 +39,7 @@ def steps(run: Path) -> list[int]:
     return [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-def wait_for(predicate, timeout: float = 120) -> None:
+def wait_for(predicate, timeout: float = 300) -> None:
     end = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < end, "timed out"
@@ -70,7 +70,7 @@ def test_sigterm_stops_every_process_and_the_run_resumes_with_another_world_size
     proc = start_torchrun(*argv)
     wait_for(lambda: (run / "metrics.jsonl").exists() and len(steps(run)) >= 2)  # step 401 logged
     proc.send_signal(signal.SIGTERM)  # torchrun passes it on to both processes
-    _, err = proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=300)
     assert proc.returncode != 0
     import torch
 
@@ -120,7 +120,7 @@ def test_a_process_that_dies_ends_the_run(tmp_path):
             children.append(int(stat.parent.name))
     assert len(children) == 2
     os.kill(max(children), signal.SIGKILL)
-    proc.communicate(timeout=120)  # no hang: torchrun ends the other process
+    proc.communicate(timeout=300)  # no hang: torchrun ends the other process
     assert proc.returncode != 0
 
 

@@ -330,7 +330,7 @@ def run_mlp(cfg: MLPConfig, save_dir: str | Path | None = None, resume: bool = F
         if resume:
             raise ClicaError("--resume-training needs --save-dir: the run folder to resume")
         save_dir = default_save_dir(cfg, session)
-    if resume:
+    if resume and session.is_main:
         RunDir(save_dir).read_config()  # resuming a folder that holds no run: an error before anything is created
     with session.open(save_dir):
         return _run(cfg, session, resume)

@@ -110,10 +110,11 @@ class Session:
             yield self
 
     def saved_config(self) -> dict | None:
-        """The folder's ``config.json``, or ``None`` for a new folder."""
-        if not self.run.file("config.json").is_file():
-            return None
-        return self.run.read_config()
+        """The folder's ``config.json`` as rank 0 reads it (every rank gets it), or ``None`` for a new folder."""
+        config = None
+        if self.is_main and self.run.file("config.json").is_file():
+            config = self.run.read_config()
+        return self.agree(config)
 
     def require_same(self, saved: dict, current: dict, keys: Iterable[str], hint: str) -> None:
         """A one-line error when a setting in ``keys`` differs from the saved run's."""
