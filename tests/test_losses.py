@@ -246,3 +246,20 @@ def test_rows_outside_the_batch_are_refused():
     h = torch.randn(8, 3)
     with pytest.raises(ValueError, match="do not exist"):
         L.LpInfoNCE(p=1.0)(h[:4], h[:4], batch=(h, 6))
+
+
+def test_the_kernels_leave_torch_threads_as_set():
+    """Starting numba's OpenMP pool reset the process's OpenMP thread count, torch's included, to the
+    pool's size: `--threads 1` (or a table task's one CPU) silently became 2 threads, oversubscribing
+    the cores five-fold in `clica table`."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import torch; torch.set_num_threads(1); import clica.losses as L; "
+            "a = torch.randn(512, 4, requires_grad=True); "
+            "L.negative_logsumexp(a, a, 1.0, True, 0.2, exclude_diagonal=True).sum().backward(); "
+            "print(torch.get_num_threads())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "NUMBA_NUM_THREADS": "2"})
+    assert out.stdout.strip() == "1"

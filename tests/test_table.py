@@ -40,6 +40,9 @@ def test_a_tiny_table_writes_every_output(done):
     # each run's full config and host travel back to the driver
     rec = json.loads((out / "runs.jsonl").read_text().splitlines()[0])
     assert rec["config"]["n"] == 3 and rec["host"]
+    # thread pools sized to the task's one CPU, not inherited from the driver (an idle numba pool
+    # thread of the driver's size spun and made table runs five times slower)
+    assert rec["threads"] == {"torch": 1, "numba_pool": 1}
 
 
 def test_a_row_that_raises_is_reported_failed_with_its_error(done):

@@ -114,7 +114,10 @@ def _kernel_threads() -> None:
     """Run numba's kernels on as many threads as torch uses, so pinning torch's threads pins them too."""
     import numba
 
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    threads = torch.get_num_threads()
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    if torch.get_num_threads() != threads:  # starting numba's OpenMP pool resets torch's count to the pool's
+        torch.set_num_threads(threads)
 
 
 class _NegativeLogSumExpCPU(torch.autograd.Function):

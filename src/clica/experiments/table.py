@@ -187,8 +187,12 @@ def run_one(row: Row, seed: int, steps: int | None, threads: int, data_dir: str 
             with redirect_stdout(io.StringIO()):
                 summary = run_kitti(cfg)
             r2, mcc = float("nan"), summary["mcc"]
+    import numba
+
     return {"row": row.name, "seed": seed, "r2": r2, "mcc": mcc, "seconds": round(time.monotonic() - t0, 1),
-            "status": "ok", "error": "", "host": platform.node(), "config": row.config(steps)}
+            "status": "ok", "error": "", "host": platform.node(),
+            "threads": {"torch": torch.get_num_threads(), "numba_pool": numba.config.NUMBA_NUM_THREADS},
+            "config": row.config(steps)}
 
 
 # ---------------------------------------------------------------------------
@@ -243,8 +247,11 @@ def run_table(rows: list[Row], seeds: list[int], output_dir: str | Path, steps: 
             ray.init(address=address, num_cpus=None if address else os.cpu_count(), include_dashboard=False,
                      log_to_driver=False, configure_logging=False)
         try:
+            # each task sizes its thread pools to its CPUs: a worker inherits the driver's environment,
+            # and a numba pool of the driver's size spins idle threads that slowed runs five-fold
+            threads = {"OMP_NUM_THREADS": str(cpus_per_run), "NUMBA_NUM_THREADS": str(cpus_per_run)}
             task = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=max_retries,
-                              retry_exceptions=True)(run_one)
+                              retry_exceptions=True, runtime_env={"env_vars": threads})(run_one)
             pending = {task.remote(row, seed, steps, cpus_per_run, data_dir): (row, seed) for row, seed in todo}
             with Progress(len(wanted), desc="table runs", initial=len(wanted) - len(todo), unit="run",
                           every_s=10, enabled=progress) as bar:
