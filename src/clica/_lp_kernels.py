@@ -33,6 +33,10 @@ def _dist_row(a, i, bT, p, pw, out):
             for j in range(m):
                 d = aik - row[j]
                 out[j] += d * d
+        elif p == 3.0:  # the generalized normal β = 3 of the paper: a product, not a pow call
+            for j in range(m):
+                d = abs(aik - row[j])
+                out[j] += d * d * d
         else:
             for j in range(m):
                 out[j] += abs(aik - row[j]) ** p
@@ -125,6 +129,12 @@ def lse_backward(a, bT, W, g, p, pw, tau, n_chunks):
                 elif p == 2.0:
                     for j in range(m):
                         s = np.float32(2.0) * w[j] * (aik - row[j])
+                        acc += s
+                        gb[j] -= s
+                elif p == 3.0:  # d/dd |d|³ = 3·d·|d| (also under D = S^(1/p): w is scaled above)
+                    for j in range(m):
+                        d = aik - row[j]
+                        s = np.float32(3.0) * w[j] * d * abs(d)
                         acc += s
                         gb[j] -= s
                 else:
