@@ -185,5 +185,9 @@ def test_data_command(tmp_path, capsys):
     assert main(args) == 2 and "exists" in capsys.readouterr().err
     assert main(args + ["--force"]) == 0
     assert out.read_bytes() == first  # deterministic from the seed
+    # a negative seed (numpy's generators take none) is one line, not a traceback
+    assert main(["data", "kitti-masks", "--output", str(tmp_path / "n.pickle"), "--seed", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--seed must be ≥ 0" in err and not (tmp_path / "n.pickle").exists()
     masks, latents = load_kitti_pickle(out)
     assert len(masks) >= 4
