@@ -186,6 +186,7 @@ def test_data_command(tmp_path, capsys):
     assert main(args + ["--force"]) == 0
     assert out.read_bytes() == first  # deterministic from the seed
     # a negative seed (numpy's generators take none) is one line, not a traceback
+    capsys.readouterr()
     assert main(["data", "kitti-masks", "--output", str(tmp_path / "n.pickle"), "--seed", "-1"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--seed must be ≥ 0" in err and not (tmp_path / "n.pickle").exists()
