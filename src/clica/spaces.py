@@ -64,13 +64,16 @@ def sample_gamma(alpha: float, shape, generator=None, device=None) -> torch.Tens
     return out
 
 
+_LAST_STEP = -1.0 + 2.0 ** -24  # the largest 2|u| - 1 below 0 on float32's grid of uniform draws
+
+
 def _noise(kind: str, scale: float, p: float, shape, generator, device) -> torch.Tensor:
     """Zero-centred noise of the given family."""
     if kind == "normal":
         return _randn(shape, generator, device) * scale
-    if kind == "laplace":
-        u = _rand(shape, generator, device) - 0.5
-        return -scale * torch.sign(u) * torch.log1p(-2.0 * u.abs()).clamp_max(0)
+    if kind == "laplace":  # inverse CDF; a uniform draw of exactly 0 (1 in 2^24) maps to the largest
+        u = _rand(shape, generator, device) - 0.5  # finite value, not to -inf (which made a run's loss nan)
+        return -scale * torch.sign(u) * torch.log1p((-2.0 * u.abs()).clamp_min(_LAST_STEP)).clamp_max(0)
     if kind == "generalized_normal":
         g = sample_gamma(1.0 / p, shape, generator, device)
         sign = torch.where(_rand(shape, generator, device) < 0.5, -1.0, 1.0)
