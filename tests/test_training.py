@@ -84,3 +84,34 @@ def test_a_non_finite_statistic_stops_with_one_line_and_nothing_saved():
         train_loop(lambda i: {"loss": float("nan") if i == 3 else 1.0}, n_steps=5, log_every=1,
                    checkpoint=lambda i, force=False: saved.append(i), checkpoint_every=1)
     assert saved == [1, 2]
+
+
+def test_training_flushes_subnormals_and_restores_the_mode():
+    """Subnormal softmax weights (small τ) made the CPU step twice as slow: flushed inside, and the
+    process's mode is what it was afterwards."""
+    import torch
+
+    from clica.training import flush_denormals
+
+    def subnormal_survives():
+        return torch.tensor([1e-39]).mul(1.0).item() != 0.0
+
+    torch.set_flush_denormal(False)
+    with flush_denormals():
+        inside = subnormal_survives()
+    assert not inside and subnormal_survives()
+
+
+def test_the_session_trains_with_subnormals_flushed(tmp_path):
+    import torch
+
+    from clica.experiments.skeleton import Session
+
+    torch.set_flush_denormal(False)
+    seen = []
+    session = Session("cpu", echo=lambda *a: None)
+    with session.open(tmp_path / "run"):
+        session.train(lambda i: seen.append(torch.tensor([1e-39]).mul(1.0).item()) or {"loss": 0.0},
+                      n_steps=2, verbose=False)
+    assert seen == [0.0, 0.0]
+    assert torch.tensor([1e-39]).mul(1.0).item() != 0.0

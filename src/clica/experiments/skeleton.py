@@ -29,7 +29,7 @@ import torch
 from .. import distributed
 from ..errors import ClicaError
 from ..runs import FolderLock, RunDir, check_fields, load_torch_file, resolve_seed
-from ..training import train_loop
+from ..training import flush_denormals, train_loop
 
 __all__ = ["Session"]
 
@@ -151,10 +151,11 @@ class Session:
         """:func:`~clica.training.train_loop` on every rank; rank 0 alone shows progress, evaluates,
         logs to the run folder (or to ``log_to``, a RunDir that also sends lines elsewhere) and checkpoints."""
         main = self.is_main
-        return train_loop(step, evaluate=evaluate if main else None, checkpoint=checkpoint if main else None,
-                          run=(log_to or self.run) if main else None, verbose=verbose and main,
-                          agree_stop=(lambda stop: distributed.any_rank(stop, self.world))
-                          if self.world.distributed else None, **loop)
+        with flush_denormals():
+            return train_loop(step, evaluate=evaluate if main else None, checkpoint=checkpoint if main else None,
+                              run=(log_to or self.run) if main else None, verbose=verbose and main,
+                              agree_stop=(lambda stop: distributed.any_rank(stop, self.world))
+                              if self.world.distributed else None, **loop)
 
     # ------------------------------------------------------------------ finish
     def finish(self, summary: dict | None, figure: Callable[[], Path] | None = None) -> dict | None:
