@@ -86,3 +86,17 @@ def test_list_prints_each_row_with_its_command(capsys):
     for row in table.MLP_ROWS:
         assert row.name in out
     assert "clica mlp --preset fast" in out and "--c-p 1 --c-param 0.05 --p 1 --box-norm" in out
+
+
+def test_a_result_counts_only_for_the_settings_it_was_made_with(done):
+    """A changed recipe or --steps runs a finished (row, seed) again instead of reusing its old scores."""
+    out, rows, _ = done
+    runs = out / "runs.jsonl"
+    same = {(r.name, s): r.config(3) for r in rows[:2] for s in (0, 1)}
+    assert table._read_runs(runs, same) == (table._read_runs(runs, same)[0], 0)
+    assert len(table._read_runs(runs, same)[0]) == 4
+    longer = {(r.name, s): r.config(4) for r in rows[:2] for s in (0, 1)}
+    assert table._read_runs(runs, longer) == ({}, 4)
+    recipe = {**same, ("box-laplace-l1", 0): {**same["box-laplace-l1", 0], "tau": 0.05}}
+    kept, stale = table._read_runs(runs, recipe)
+    assert ("box-laplace-l1", 0) not in kept and len(kept) == 3 and stale == 1

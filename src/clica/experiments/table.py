@@ -5,8 +5,9 @@ prediction and the recipe that trains it; each (row, seed) runs as one Ray task
 (an embedded local Ray by default, a cluster with ``--address``) whose result
 travels back to the driver, which alone writes the output folder: no shared
 file system is needed. Finished (row, seed) results are kept in ``runs.jsonl``,
-so a rerun runs only the rest; a run that raises or whose worker dies is
-retried as Ray allows and then reported as failed with its one-line error.
+so a rerun runs only the rest (of the same settings). A run whose worker dies is retried once, then
+reported as failed; a run that raises is reported failed with its one-line error at once, since it
+is seeded and would raise again.
 """
 
 from __future__ import annotations
@@ -90,26 +91,34 @@ def _mlp(name, space, m_p, c_p, c_param, p, prediction, note="", recipe=None, **
     return Row(name, "mlp", settings, prediction, note, dict(recipe or {}))
 
 
-# the sphere rows learn far more slowly with the fast recipe's narrow LayerNorm encoder: sphere, vMF
-# κ = 10, τ = 0.1, seed 0, 3000 steps: linear R² 0.58 with it (0.57 with self weight 1), 0.91 with the
-# original encoder (full width, no LayerNorm) at lr 1e-3; the vMF rows use the matched temperature τ = 1/κ
-SPHERE_RECIPE = {"encoder_norm": "none", "hidden_scale": 1.0, "lr": 1e-3}
+# Each row's recipe: the fast preset's, changed where a row needs it, in one place. Evidence (seed 0,
+# 3,000-step probes on one core, docs/mlp.md "The identifiability grid"):
+# - the sphere rows at lr 1e-3: vMF κ = 10, τ = 0.1: linear R² 0.97 against 0.58 at lr 3e-3; the vMF rows
+#   at the matched temperature τ = 1/κ, the sphere Laplace/Normal rows at τ = 0.01 (sphere Normal:
+#   R² 0.77 after 1,500 steps against 0.52 at τ = 0.1)
+# - the L2 and L3 rows at lr 1e-3 and a temperature near the conditional's (2σ² = 0.005 for the Normal,
+#   α³ = 1.25e-4 for β = 3): box Normal L2 R² 0.86 (τ 0.01) against 0.69 (τ 0.2, lr 3e-3); box β = 3
+#   L3 R² 0.76 at 2,500 steps against 0.67 (τ 5e-4, lr 3e-3)
+# - the box output (sigmoid into a learnable box) at the conditional's τ = 0.05, the scale of the box
+SPHERE = {"lr": 1e-3}
+L2 = {"lr": 1e-3, "tau": 0.01}
+L3 = {"lr": 1e-3, "tau": 1.25e-4}
 
 MLP_ROWS = [
-    _mlp("sphere-vmf1", "sphere", 0, 0, 1.0, 0, "affine", recipe={**SPHERE_RECIPE, "tau": 1.0}),
-    _mlp("sphere-vmf10", "sphere", 0, 0, 10.0, 0, "affine", recipe={**SPHERE_RECIPE, "tau": 0.1}),
+    _mlp("sphere-vmf1", "sphere", 0, 0, 1.0, 0, "affine", recipe={**SPHERE, "tau": 1.0}),
+    _mlp("sphere-vmf10", "sphere", 0, 0, 10.0, 0, "affine", recipe={**SPHERE, "tau": 0.1}),
     _mlp("sphere-laplace", "sphere", 0, 1, 0.05, 0, "none", "breaks the vMF assumption; the paper found it identified",
-         recipe=SPHERE_RECIPE),
+         recipe={**SPHERE, "tau": 0.01}),
     _mlp("sphere-normal", "sphere", 0, 2, 0.05, 0, "none", "breaks the vMF assumption; the paper found it identified",
-         recipe=SPHERE_RECIPE),
-    _mlp("box-laplace-l1", "box", 0, 1, 0.05, 1, "permutation", box_norm=True),
-    _mlp("box-gennorm-l3", "box", 0, 3, 0.05, 3, "permutation"),
-    _mlp("box-normal-l2", "box", 0, 2, 0.05, 2, "affine"),
+         recipe={**SPHERE, "tau": 0.01}),
+    _mlp("box-laplace-l1", "box", 0, 1, 0.05, 1, "permutation", recipe={"tau": 0.05}, box_norm=True),
+    _mlp("box-gennorm-l3", "box", 0, 3, 0.05, 3, "permutation", recipe=L3),
+    _mlp("box-normal-l2", "box", 0, 2, 0.05, 2, "affine", recipe=L2),
     _mlp("box-normal-l1", "box", 0, 2, 0.05, 1, "none", "conditional and loss mismatched"),
-    _mlp("box-laplace-l2", "box", 0, 1, 0.05, 2, "none", "conditional and loss mismatched"),
+    _mlp("box-laplace-l2", "box", 0, 1, 0.05, 2, "none", "conditional and loss mismatched", recipe=L2),
     _mlp("real-laplace-l1", "unbounded", 1, 1, 0.05, 1, "permutation"),
-    _mlp("real-gennorm-l3", "unbounded", 3, 3, 0.05, 3, "permutation"),
-    _mlp("real-normal-l2", "unbounded", 2, 2, 0.05, 2, "rotation"),
+    _mlp("real-gennorm-l3", "unbounded", 3, 3, 0.05, 3, "permutation", recipe=L3),
+    _mlp("real-normal-l2", "unbounded", 2, 2, 0.05, 2, "rotation", recipe=L2),
 ]
 
 
@@ -199,19 +208,29 @@ def run_one(row: Row, seed: int, steps: int | None, threads: int, data_dir: str 
 # the driver
 # ---------------------------------------------------------------------------
 
-def _read_runs(path: Path) -> dict:
-    """Finished runs of an earlier call, by (row, seed); failed ones are run again."""
+def _read_runs(path: Path, configs: dict) -> tuple[dict, int]:
+    """Finished runs of an earlier call, by (row, seed), and how many were made with other settings.
+
+    ``configs`` maps each wanted (row, seed) to its settings now; a result counts only for the settings
+    it was made with (a changed recipe or ``--steps`` runs again), and failed runs run again.
+    """
     if not path.exists():
-        return {}
-    done = {}
+        return {}, 0
+    done, stale = {}, set()
     for line in path.read_text().splitlines():
         try:
             rec = json.loads(line)
         except json.JSONDecodeError:
             continue  # a line cut off by a crash: that run is run again
-        if rec.get("status") == "ok":
-            done[(rec["row"], rec["seed"])] = rec
-    return done
+        key = (rec.get("row"), rec.get("seed"))
+        if rec.get("status") != "ok" or key not in configs:
+            continue
+        if rec.get("config") == configs[key]:
+            done[key] = rec
+            stale.discard(key)
+        else:
+            stale.add(key)
+    return done, len(stale - set(done))
 
 
 def _one_line(exc: BaseException) -> str:
@@ -234,8 +253,10 @@ def run_table(rows: list[Row], seeds: list[int], output_dir: str | Path, steps: 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     runs_file = out / "runs.jsonl"
-    done = _read_runs(runs_file)
     wanted = [(row, seed) for row in rows for seed in seeds]
+    done, stale = _read_runs(runs_file, {(row.name, seed): row.config(steps) for row, seed in wanted})
+    if stale and progress:
+        print(f"{stale} finished run(s) in {runs_file} used other settings; running them again")
     todo = [(row, seed) for row, seed in wanted if (row.name, seed) not in done]
     t0 = time.monotonic()
     if todo:
@@ -250,8 +271,9 @@ def run_table(rows: list[Row], seeds: list[int], output_dir: str | Path, steps: 
             # each task sizes its thread pools to its CPUs: a worker inherits the driver's environment,
             # and a numba pool of the driver's size spins idle threads that slowed runs five-fold
             threads = {"OMP_NUM_THREADS": str(cpus_per_run), "NUMBA_NUM_THREADS": str(cpus_per_run)}
+            # a worker that dies is retried; a run that raises is not: it is seeded, so it would raise again
             task = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=max_retries,
-                              retry_exceptions=True, runtime_env={"env_vars": threads})(run_one)
+                              retry_exceptions=False, runtime_env={"env_vars": threads})(run_one)
             pending = {task.remote(row, seed, steps, cpus_per_run, data_dir): (row, seed) for row, seed in todo}
             with Progress(len(wanted), desc="table runs", initial=len(wanted) - len(todo), unit="run",
                           every_s=10, enabled=progress) as bar:
