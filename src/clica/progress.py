@@ -8,6 +8,18 @@ import time
 from tqdm.auto import tqdm
 
 
+def duration(seconds: float) -> str:
+    """``41s``, ``12m05s`` or ``1h02m``: a time left that reads at a glance."""
+    if seconds != seconds or seconds == float("inf"):
+        return "?"
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
 class Progress:
     """Counts work done towards ``total``.
 
@@ -41,8 +53,9 @@ class Progress:
             rate = (self.n - self._n0) / max(now - self._t0, 1e-9)
             eta = (self.total - self.n) / rate if rate > 0 else float("inf")
             extra = "".join(f" {k}={v}" for k, v in postfix.items())
-            print(f"{self.desc}: {self.n}/{self.total} ({rate:.1f} {self.unit}/s, "
-                  f"eta {eta:.0f}s){extra}", file=self.stream, flush=True)
+            speed = f"{rate:.1f} {self.unit}/s" if rate >= 0.1 or rate == 0 else f"{1 / rate:.0f} s/{self.unit}"
+            print(f"{self.desc}: {self.n}/{self.total} ({speed}, eta {duration(eta)}){extra}",
+                  file=self.stream, flush=True)
 
     def write(self, message: str) -> None:
         """Print a message without breaking the bar."""
