@@ -100,3 +100,25 @@ def test_a_result_counts_only_for_the_settings_it_was_made_with(done):
     recipe = {**same, ("box-laplace-l1", 0): {**same["box-laplace-l1", 0], "tau": 0.05}}
     kept, stale = table._read_runs(runs, recipe)
     assert ("box-laplace-l1", 0) not in kept and len(kept) == 3 and stale == 1
+
+
+def test_ctrl_c_writes_the_table_of_the_finished_runs(done, tmp_path, monkeypatch):
+    """Interrupted, the table shows what finished (the rest as not run) and the same command resumes."""
+    import shutil
+
+    import ray
+
+    out, rows, _ = done
+    shutil.copy(out / "runs.jsonl", tmp_path / "runs.jsonl")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ray, "wait", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        table.run_table(rows[:2], [0, 1, 2], tmp_path, steps=3, progress=False)
+    with open(tmp_path / "table.csv") as fh:
+        status = [(l["seed"], l["status"]) for l in csv.DictReader(fh)]
+    assert status == [("0", "ok"), ("1", "ok"), ("2", "not run")] * 2
+    assert "1 not run (interrupted)" in (tmp_path / "table.md").read_text()
+    assert table._read_runs(tmp_path / "runs.jsonl", {(r.name, 2): r.config(3) for r in rows[:2]}) == ({}, 0)
