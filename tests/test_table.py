@@ -122,3 +122,15 @@ def test_ctrl_c_writes_the_table_of_the_finished_runs(done, tmp_path, monkeypatc
     assert status == [("0", "ok"), ("1", "ok"), ("2", "not run")] * 2
     assert "1 not run (interrupted)" in (tmp_path / "table.md").read_text()
     assert table._read_runs(tmp_path / "runs.jsonl", {(r.name, 2): r.config(3) for r in rows[:2]}) == ({}, 0)
+
+
+def test_varied_rows_keep_the_base_rows_recipe():
+    """--vary changes n or the depth only: the box/Laplace/L1 row's τ 0.05 stays (at the fast recipe's τ 0.2
+    the box output reached MCC 0.90 instead of 0.997)."""
+    base = next(r for r in table.MLP_ROWS if r.name == "box-laplace-l1")
+    for vary, key, values in (("n", "n", [5, 10, 20, 40]), ("layers", "n_mixing_layer", [1, 2, 3, 4, 5])):
+        rows = table.select_rows("mlp", vary=vary)
+        assert [r.config()[key] for r in rows] == values
+        for r in rows:
+            assert {k: v for k, v in r.config().items() if k != key} == {
+                k: v for k, v in base.config().items() if k != key}

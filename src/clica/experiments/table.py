@@ -131,7 +131,8 @@ def varied_rows(vary: str) -> list[Row]:
     if values is None:
         raise ClicaError(f"--vary must be n or layers, got {vary!r}")
     key = "n" if vary == "n" else "n_mixing_layer"
-    return [Row(f"{base.name}-{vary}{v}", "mlp", {**base.settings, key: v}, base.prediction) for v in values]
+    return [Row(f"{base.name}-{vary}{v}", "mlp", {**base.settings, key: v}, base.prediction, recipe=base.recipe)
+            for v in values]
 
 
 def kitti_rows() -> list[Row]:
