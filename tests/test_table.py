@@ -134,3 +134,11 @@ def test_varied_rows_keep_the_base_rows_recipe():
         for r in rows:
             assert {k: v for k, v in r.config().items() if k != key} == {
                 k: v for k, v in base.config().items() if k != key}
+
+
+def test_the_kitti_table_runs_on_synthetic_data_made_in_its_task(tmp_path):
+    """`clica table kitti` with no --data-dir: each task makes the synthetic KITTI file where it runs."""
+    rows = table.select_rows("kitti", "kitti-l1-box")
+    (rec,) = table.run_table(rows, [0], tmp_path, steps=3, progress=False)
+    assert rec["status"] == "ok" and 0 <= rec["mcc"] <= 1 and rec["config"]["max_iter"] == 3
+    assert "kitti-l1-box" in (tmp_path / "table.md").read_text()
