@@ -391,7 +391,7 @@ def _figure(rows: list[Row], records: list[dict], path: Path) -> None:
     ax.set_ylabel("score (each seed)")
     ax.set_xlabel("row")
     ax.set_title("identifiability table: each seed's linear R² and MCC")
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(loc="best", fontsize=8)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
