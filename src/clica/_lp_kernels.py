@@ -16,7 +16,6 @@ import numpy as np
 
 _OPTS = dict(parallel=True, fastmath=True, cache=True, nogil=True)
 _LOG2E = np.float32(1.4426950408889634)
-_CUTOFF = np.float32(-40.0)  # exp(-40) = 4e-18: below float32's precision next to the row's largest term
 
 
 @numba.njit(fastmath=True, cache=True, inline="always")
@@ -49,12 +48,7 @@ def _dist_row(a, i, bT, p, pw, out):
 
 @numba.njit(fastmath=True, cache=True, inline="always")
 def _exp_nonpositive(x, out, bits):
-    """out = exp(x) for x ≤ 0, vectorisable: 2^(x·log2 e) = 2^k · poly(f), |f| ≤ 1/2 (rel. error ~1e-7).
-
-    exp(x) for x < ``_CUTOFF`` is 0: x is a logit minus its row's largest, so such a term changes
-    the row's sum by less than float32's precision, and the gradients built from it would be
-    subnormal numbers, which the CPU handles ~100× slower (the L2 rows ran at a third of the speed).
-    """
+    """out = exp(x) for x ≤ 0, vectorisable: 2^(x·log2 e) = 2^k · poly(f), |f| ≤ 1/2 (rel. error ~1e-7)."""
     for j in range(x.shape[0]):
         t = max(x[j], np.float32(-87.0)) * _LOG2E
         k = math.floor(t + np.float32(0.5))
@@ -64,7 +58,7 @@ def _exp_nonpositive(x, out, bits):
         bits[j] = (np.int32(k) + np.int32(127)) << np.int32(23)
     scale = bits.view(np.float32)
     for j in range(x.shape[0]):
-        out[j] = out[j] * scale[j] if x[j] >= _CUTOFF else np.float32(0.0)
+        out[j] *= scale[j]
 
 
 @numba.njit(**_OPTS)
