@@ -76,8 +76,14 @@ def _rows(rank: int) -> slice:
     return slice(rank * B // RANKS, (rank + 1) * B // RANKS)
 
 
+def _threads() -> set[str]:
+    return set(os.listdir("/proc/self/task"))
+
+
 def _worker(rank: int, port: int, folder) -> None:
+    before = _threads()
     world = _join(rank, port)
+    group_threads = _threads() - before  # the process group's gloo threads
     out = {"world": world, "again": D.init_world(torch.device("cpu")), "current": D.current_world()}
     x1, x2 = _pairs()
     rows = _rows(rank)
@@ -87,6 +93,7 @@ def _worker(rank: int, port: int, folder) -> None:
         loss.total.backward()
         out[name] = (loss.total.item(), {k: p.grad.clone() for k, p in D.unwrap(model).named_parameters()},
                      type(model).__name__)
+    del model, loss  # a live DDP model keeps its process group, and so its threads, alive
     x = _gather_input()[rows].clone().requires_grad_()
     y = D.gather(x)
     _rank_function(y, rank).backward()
@@ -103,6 +110,7 @@ def _worker(rank: int, port: int, folder) -> None:
     D.barrier(world)
     D.shutdown()
     out["after"] = (D.current_world(), dist.is_initialized())
+    out["group_threads"] = len(group_threads), len(group_threads & _threads())
     (folder / f"rank{rank}.pkl").write_bytes(pickle.dumps(out))
 
 
@@ -158,6 +166,14 @@ def test_collectives(ranks):
     seeds = [out["seed"] for out in ranks]
     assert seeds[0] != seeds[1] and all(0 <= s < 2**31 for s in seeds)
     assert seeds == [D.rank_seed(7, D.World(rank=r, size=2, local_rank=r)) for r in range(RANKS)]  # deterministic
+
+
+def test_shutdown_ends_the_groups_threads_after_ddp(ranks):
+    """A gloo thread alive at interpreter exit can abort the process; DDP's import of torch._dynamo
+    used to keep the group alive past destroy_process_group."""
+    for out in ranks:
+        started, left = out["group_threads"]
+        assert started > 0 and left == 0
 
 
 def test_single_process_is_unchanged(monkeypatch):

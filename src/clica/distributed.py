@@ -88,6 +88,12 @@ def init_world(device: torch.device | str) -> World:
     require(0 <= world.rank < size, f"RANK={world.rank} must be in [0, WORLD_SIZE={size})")
     require(dist.is_available(), "this torch build has no torch.distributed: cannot run under torchrun")
     if not dist.is_initialized():
+        # Importing torch._dynamo once a process group exists keeps that group alive past
+        # destroy_process_group (torch 2.14), and DDP imports it. The group's gloo threads then
+        # outlive Python; one still releasing a tensor of a collective when the interpreter exits
+        # needs the GIL and aborts the process ("terminate called without an active exception").
+        import torch._dynamo  # noqa: F401
+
         cuda = torch.device(device).type == "cuda"
         if cuda:  # nccl creates its communicators on the current device
             torch.cuda.set_device(world.local_rank)

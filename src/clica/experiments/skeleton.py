@@ -151,9 +151,7 @@ class Session:
         """:func:`~clica.training.train_loop` on every rank; rank 0 alone shows progress, evaluates,
         logs to the run folder (or to ``log_to``, a RunDir that also sends lines elsewhere) and checkpoints."""
         main = self.is_main
-        # not under torchrun: there a process with subnormals flushed ended with "terminate called
-        # without an active exception" after training (gloo; not understood yet)
-        with flush_denormals() if not self.world.distributed else contextlib.nullcontext():
+        with flush_denormals():
             return train_loop(step, evaluate=evaluate if main else None, checkpoint=checkpoint if main else None,
                               run=(log_to or self.run) if main else None, verbose=verbose and main,
                               agree_stop=(lambda stop: distributed.any_rank(stop, self.world))
