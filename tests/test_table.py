@@ -142,3 +142,28 @@ def test_the_kitti_table_runs_on_synthetic_data_made_in_its_task(tmp_path):
     (rec,) = table.run_table(rows, [0], tmp_path, steps=3, progress=False)
     assert rec["status"] == "ok" and 0 <= rec["mcc"] <= 1 and rec["config"]["max_iter"] == 3
     assert "kitti-l1-box" in (tmp_path / "table.md").read_text()
+
+
+@pytest.mark.parametrize("threshold, expected", [(0.0, "first"), (1.01, None)])
+def test_a_run_records_the_training_time_at_which_mcc_first_reached_the_threshold(monkeypatch, threshold, expected):
+    monkeypatch.setattr(table, "MCC_REACHED", threshold)
+    rec = table.run_one(tiny("box-laplace-l1", n_log_steps=2), seed=0, steps=4, threads=1)
+    if expected is None:
+        assert rec["seconds_to_mcc"] is None  # never got there
+    else:
+        assert 0 < rec["seconds_to_mcc"] < rec["seconds"]  # the first logged step's training time
+
+
+def test_the_table_gives_the_median_time_to_mcc_over_the_seeds_that_got_there(tmp_path):
+    rows = [tiny("box-laplace-l1"), tiny("box-normal-l2"), tiny("real-normal-l2")]
+    base = {"r2": 0.9, "mcc": 0.99, "seconds": 50.0, "status": "ok", "error": "", "host": "h"}
+    records = [{**base, "row": "box-laplace-l1", "seed": s, "seconds_to_mcc": t} for s, t in enumerate((10.0, 30.0, None))]
+    records += [{**base, "row": "box-normal-l2", "seed": 0, "seconds_to_mcc": None},
+                {**base, "row": "real-normal-l2", "seed": 0}]  # recorded by no run (an older version)
+    table.write_outputs(rows, records, tmp_path, steps=None, total_s=1.0)
+    md = (tmp_path / "table.md").read_text()
+    assert "| 20 (2 of 3) |" in md.split("box-laplace-l1 |")[1].splitlines()[0]
+    assert "| never |" in md.split("box-normal-l2 |")[1].splitlines()[0]
+    assert "| — |" in md.split("real-normal-l2 |")[1].splitlines()[0]
+    with open(tmp_path / "table.csv") as fh:
+        assert [l["seconds_to_mcc_0.99"] for l in csv.DictReader(fh)] == ["10.0", "30.0", "never", "never", ""]

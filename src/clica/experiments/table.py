@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ClicaError
-from ..runs import append_line, atomic_write_bytes, atomic_write_json
+from ..runs import RunDir, append_line, atomic_write_bytes, atomic_write_json
 from .mlp import PRESETS
 
 DESCRIPTION = (
@@ -46,6 +46,9 @@ PREDICTIONS = {
                  lambda r2, mcc: r2 >= 0.99 and mcc < 0.9),
     "none": ("outside the theorems' assumptions; reported, aim as the matched rows", None),
 }
+
+# a run's "time to MCC 0.99": the training seconds at its first logged step at or above this
+MCC_REACHED = 0.99
 
 # every MLP row trains with the recipe of clica mlp --preset fast unless the row says otherwise
 MLP_RECIPE = PRESETS["fast"]
@@ -183,8 +186,11 @@ def run_one(row: Row, seed: int, steps: int | None, threads: int, data_dir: str 
 
             cfg = MLPConfig(**row.config(steps), seed=seed, device="cuda" if torch.cuda.is_available() else "cpu")
             summary = run_mlp(cfg, Path(tmp) / "run", echo=lambda *a: None)
-            last = summary["phases"][cfg.phases()[-1][0]]
+            phase = cfg.phases()[-1][0]
+            last = summary["phases"][phase]
             r2, mcc = last["linear_mean"], last["perm_mean"]
+            reached = next((m["time_s"] for m in RunDir(Path(tmp) / "run").read_metrics()
+                            if m.get("phase") == phase and m.get("mcc", 0.0) >= MCC_REACHED), None)
         else:
             from contextlib import redirect_stdout
 
@@ -202,10 +208,13 @@ def run_one(row: Row, seed: int, steps: int | None, threads: int, data_dir: str 
             r2, mcc = float("nan"), summary["mcc"]
     import numba
 
-    return {"row": row.name, "seed": seed, "r2": r2, "mcc": mcc, "seconds": round(time.monotonic() - t0, 1),
-            "status": "ok", "error": "", "host": platform.node(),
-            "threads": {"torch": torch.get_num_threads(), "numba_pool": numba.config.NUMBA_NUM_THREADS},
-            "config": row.config(steps)}
+    record = {"row": row.name, "seed": seed, "r2": r2, "mcc": mcc, "seconds": round(time.monotonic() - t0, 1),
+              "status": "ok", "error": "", "host": platform.node(),
+              "threads": {"torch": torch.get_num_threads(), "numba_pool": numba.config.NUMBA_NUM_THREADS},
+              "config": row.config(steps)}
+    if row.command == "mlp":  # KITTI logs no MCC while it trains
+        record["seconds_to_mcc"] = reached
+    return record
 
 
 # ---------------------------------------------------------------------------
@@ -332,7 +341,11 @@ def summarize(rows: list[Row], records: list[dict]) -> list[dict]:
         verdict = "—"
         if check is not None and ok and not failed:
             verdict = "✓" if check(stat(r2)[0], stat(mcc)[0]) else "✗"
+        # None: the run never got there; no key: a run that did not record it (KITTI, older versions)
+        recorded = [r["seconds_to_mcc"] for r in ok if "seconds_to_mcc" in r]
+        reached = [t for t in recorded if t is not None]
         out.append({"row": row.name, "prediction": row.prediction, "r2": stat(r2), "mcc": stat(mcc),
+                    "seconds_to_mcc": (float(np.median(reached)) if reached else math.nan, len(reached), len(recorded)),
                     "seconds": float(np.mean([r["seconds"] for r in ok])) if ok else math.nan,
                     "n_ok": len(ok), "n_failed": len(failed), "n_not_run": not_run, "verdict": verdict,
                     "errors": sorted({r["error"] for r in failed})})
@@ -343,9 +356,11 @@ def write_outputs(rows: list[Row], records: list[dict], out: Path, steps: int | 
     """table.csv (one line per run), table.md (per row, against the prediction) and table.png."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["row", "seed", "r2", "mcc", "seconds", "status", "error", "host"])
+    writer.writerow(["row", "seed", "r2", "mcc", "seconds", "status", "error", "host", "seconds_to_mcc_0.99"])
     for r in records:
-        writer.writerow([r["row"], r["seed"], r["r2"], r["mcc"], r["seconds"], r["status"], r["error"], r["host"]])
+        to_mcc = r.get("seconds_to_mcc", "") if r["status"] == "ok" else ""
+        writer.writerow([r["row"], r["seed"], r["r2"], r["mcc"], r["seconds"], r["status"], r["error"], r["host"],
+                         "never" if to_mcc is None else to_mcc])
     atomic_write_bytes(out / "table.csv", buf.getvalue().encode())
 
     summary = summarize(rows, records)
@@ -354,14 +369,18 @@ def write_outputs(rows: list[Row], records: list[dict], out: Path, steps: int | 
              f"Machine: {platform.node()}, {os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}; "
              f"seeds per row: {len({r['seed'] for r in records})}; "
              f"steps: {steps if steps is not None else 'each row recipe'}; this call took {total_s:.0f} s.", "",
-             "| row | prediction | linear R² | MCC | s per run | vs prediction | runs |", "|---|---|---|---|---|---|---|"]
+             "| row | prediction | linear R² | MCC | s per run | s to MCC 0.99 | vs prediction | runs |",
+             "|---|---|---|---|---|---|---|---|"]
     for s in summary:
         runs = (f"{s['n_ok']} ok" + (f", {s['n_failed']} failed" if s["n_failed"] else "")
                 + (f", {s['n_not_run']} not run (interrupted)" if s["n_not_run"] else ""))
         seconds = "—" if math.isnan(s["seconds"]) else f"{s['seconds']:.0f}"
         lines.append(f"| {s['row']} | {s['prediction']} | {fmt(s['r2'])} | {fmt(s['mcc'])} | {seconds} | "
+                     f"{_to_mcc(s['seconds_to_mcc'])} | "
                      f"{s['verdict']} | {runs} |")
     lines += ["", "Predictions: " + "; ".join(f"**{k}**: {v[0]}" for k, v in PREDICTIONS.items()) + ".", "",
+              f"s to MCC {MCC_REACHED}: the median over seeds of the training seconds at the first logged step "
+              f"(every {MLP_RECIPE['n_log_steps']} steps) at or above it, with how many seeds got there.", "",
               "Each row alone (one seed; add `--seed S`):", ""]
     for row in rows:
         lines.append(f"- `{row.name}`: `{row.command_line(steps)}`" + (f" ({row.note})" if row.note else ""))
@@ -371,6 +390,13 @@ def write_outputs(rows: list[Row], records: list[dict], out: Path, steps: int | 
     atomic_write_bytes(out / "table.md", ("\n".join(lines) + "\n").encode())
     _figure(rows, records, out / "table.png")
     atomic_write_json(out / "summary.json", {"rows": summary, "seconds": round(total_s, 1)})
+
+
+def _to_mcc(median_reached_recorded: tuple[float, int, int]) -> str:
+    median, reached, recorded = median_reached_recorded
+    if recorded == 0:
+        return "—"
+    return "never" if reached == 0 else f"{median:.0f} ({reached} of {recorded})"
 
 
 def _figure(rows: list[Row], records: list[dict], path: Path) -> None:
