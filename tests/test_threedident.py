@@ -437,7 +437,6 @@ def test_save_load_test_mode_and_resume(folder10, tmp_path, capsys):
 
 def test_sigterm_checkpoints_the_current_step_and_the_resumed_run_is_exact(folder10, tmp_path, monkeypatch):
     from clica.experiments import skeleton
-    from clica.experiments import threedident as exp
 
     def argv(run):
         args = _cli(folder10, tmp_path, "--non-periodic-rotation-and-color", "--mode", "unsupervised",
@@ -574,7 +573,6 @@ def test_constant_latent_is_refused_and_short_eval_folder_is_said(folder10, tmp_
 
 def test_diverged_encoder_is_a_one_line_error(folder10, tmp_path, capsys, monkeypatch):
     # non-finite encodings used to end in a LinAlgError traceback from the linear fit
-    from clica.experiments import skeleton
     from clica.experiments import threedident as exp
 
     real = exp.build_encoder
