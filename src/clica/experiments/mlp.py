@@ -183,6 +183,12 @@ class MLPConfig:
         return out
 
 
+def build_mixing(cfg: MLPConfig) -> torch.nn.Module:
+    """The run's mixing g: the original's random invertible MLP, drawn from ``cfg.seed``."""
+    return mixing.invertible_mlp(cfg.n, cfg.n_mixing_layer, cfg.act_fct, cond_thresh_ratio=0.0,
+                                 n_iter_cond_thresh=25000, seed=cfg.seed)
+
+
 def build_encoder(cfg: MLPConfig, phase_index: int, device=None) -> torch.nn.Module:
     """The original encoder (widths 10n, 50n, 50n, 50n, 50n, 10n, times ``hidden_scale``)."""
     torch.manual_seed(cfg.seed * 1000 + phase_index)  # init independent of what ran before
@@ -208,8 +214,7 @@ class MLPExperiment:
         self.cfg, self.session = cfg, session
         self.device = session.device
         self.latent = cfg.latent_space()
-        self.g = mixing.invertible_mlp(cfg.n, cfg.n_mixing_layer, cfg.act_fct, cond_thresh_ratio=0.0,
-                                       n_iter_cond_thresh=25000, seed=cfg.seed).to(self.device)
+        self.g = build_mixing(cfg).to(self.device)
         eval_gen = self._generator(1)
         self.z_eval = self.latent.sample_marginal(EVAL_SIZE, eval_gen, self.device)
         self.x_eval = self.g(self.z_eval)
