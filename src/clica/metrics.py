@@ -11,8 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment
-from scipy.stats import rankdata
 
 __all__ = ["to_numpy", "constant_columns", "LinearFit", "linear_fit", "linear_r2", "correlation_matrix", "MCCResult", "mcc"]
 
@@ -81,6 +79,8 @@ def correlation_matrix(z, hz, method: str = "pearson") -> np.ndarray:
     """k×m matrix of Pearson or Spearman correlations between columns of z and hz (0 for constant columns)."""
     z, hz = to_numpy(z), to_numpy(hz)
     if method == "spearman":
+        from scipy.stats import rankdata  # ~0.8 s to import: only when asked for
+
         z, hz = rankdata(z, axis=0), rankdata(hz, axis=0)
     elif method != "pearson":
         raise ValueError(f"method must be 'pearson' or 'spearman', got {method!r}")
@@ -111,6 +111,8 @@ def mcc(z, hz, method: str = "pearson") -> MCCResult:
     k, m = corr.shape
     if m < k:
         raise ValueError(f"hz needs at least as many columns as z ({k}), got {m}")
+    from scipy.optimize import linear_sum_assignment  # ~0.5 s to import: at the first score, not at start-up
+
     rows, cols = linear_sum_assignment(-np.abs(corr))
     assignment = cols[np.argsort(rows)]
     matched = corr[:, assignment]

@@ -5,23 +5,29 @@ from __future__ import annotations
 import io
 from typing import Sequence
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from .metrics import correlation_matrix, mcc, to_numpy
+from .runs import atomic_write_bytes
 
-from .metrics import correlation_matrix, mcc, to_numpy  # noqa: E402
-from .runs import atomic_write_bytes  # noqa: E402
+__all__ = ["pyplot", "true_vs_predicted", "save_figure"]
 
-__all__ = ["true_vs_predicted", "save_figure"]
+
+def pyplot():
+    """``matplotlib.pyplot`` on the file-only Agg backend, imported at the first figure (~0.5 s)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def save_figure(fig, path) -> None:
     """Write a matplotlib figure as PNG atomically and close it."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    pyplot().close(fig)
     atomic_write_bytes(path, buf.getvalue())
 
 
@@ -48,7 +54,7 @@ def true_vs_predicted(z, hz, path, names: Sequence[str] | None = None, max_point
     k = z.shape[1]
     cols = min(k, 5)
     rows = int(np.ceil(k / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.8 * cols, 2.8 * rows + 0.5), squeeze=False,
+    fig, axes = pyplot().subplots(rows, cols, figsize=(2.8 * cols, 2.8 * rows + 0.5), squeeze=False,
                              layout="constrained")
     idx = np.random.default_rng(0).permutation(len(z))[:max_points]
     for i, ax in enumerate(axes.flat):

@@ -91,11 +91,9 @@ def run(args) -> int:
 
 
 def _preview(masks, path, rows: int = 6, cols: int = 10) -> None:
-    import matplotlib.pyplot as plt
+    from ..plots import pyplot, save_figure
 
-    from ..plots import save_figure
-
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.1, rows * 1.15 + 0.5), layout="constrained")
+    fig, axes = pyplot().subplots(rows, cols, figsize=(cols * 1.1, rows * 1.15 + 0.5), layout="constrained")
     order = sorted(range(len(masks)), key=lambda i: -len(masks[i]))[:rows]
     for r, i in enumerate(order):
         seq = masks[i]

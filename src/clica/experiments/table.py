@@ -401,12 +401,9 @@ def _to_mcc(median_reached_recorded: tuple[float, int, int]) -> str:
 
 
 def _figure(rows: list[Row], records: list[dict], path: Path) -> None:
-    import matplotlib
+    from ..plots import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(rows) + 2), 4), constrained_layout=True)
+    fig, ax = pyplot().subplots(figsize=(max(6, 0.9 * len(rows) + 2), 4), constrained_layout=True)
     for k, row in enumerate(rows):
         ok = [r for r in records if r["row"] == row.name and r["status"] == "ok"]
         ax.scatter([k - 0.12] * len(ok), [r["r2"] for r in ok], color="tab:blue", s=18,
@@ -419,10 +416,7 @@ def _figure(rows: list[Row], records: list[dict], path: Path) -> None:
     ax.set_xlabel("row")
     ax.set_title("identifiability table: each seed's linear R² and MCC")
     ax.legend(loc="best", fontsize=8)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------
