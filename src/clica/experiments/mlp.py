@@ -533,7 +533,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="'paper': the original defaults. 'fast': a training recipe, not a setting: batch 1024, lr 3e-3 "
                         "with cosine decay, tau 0.2, self weight 0.01, 10000 unsupervised steps only, encoder widths "
                         "× 0.4 with LayerNorm. 'headline': the paper's headline setting (box, uniform marginal, "
-                        "Laplace conditional 0.05: --c-p 1 --p 1) with the fast recipe; MCC ≥ 0.99 in about 3 "
+                        "Laplace conditional 0.05: --c-p 1 --p 1) with the fast recipe; MCC ≥ 0.99 in 2–4 "
                         "minutes on 2 CPU cores. Flags you give explicitly still win.")
     g.add_argument("--self-weight", type=float, default=1.0, **E,
                    help="Weight of the anchor's own term in the InfoNCE log-sum-exp (the original's rolled "
