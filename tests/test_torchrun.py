@@ -155,6 +155,7 @@ def test_kitti_two_processes_match_one(tmp_path, kitti_dir):
     assert (tmp_path / "two" / "ckpt" / "kittimasks_1" / "1_1" / "0" / "last").exists()
 
 
+@pytest.mark.slow   # three launches, ~45 s: the longest but one; the 3DIdent loss under DDP is in test_distributed
 def test_3dident_two_processes(tmp_path):
     from test_threedident import make_folder
 
