@@ -14,6 +14,7 @@ import argparse
 
 import torch
 
+from clica.errors import ClicaError
 from clica.experiments.mlp import MLPConfig, build_encoder, build_mixing, scores
 from clica.runs import RunDir, load_module_state, load_torch_file
 
@@ -47,4 +48,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except ClicaError as exc:  # a folder that is not a finished run: one line, exit status 1
+        raise SystemExit(f"mlp_scores_by_radius.py: error: {exc}") from None
