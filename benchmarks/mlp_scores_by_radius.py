@@ -29,8 +29,7 @@ def main() -> None:
     args = ap.parse_args()
 
     run = RunDir(args.run_dir)
-    config = run.read_config()
-    cfg = MLPConfig(**{k: v for k, v in config.items() if k in MLPConfig.__dataclass_fields__})
+    cfg = MLPConfig.from_dict(run.read_config())
     path = run.file("unsupervised_f.pt")
     f = build_encoder(cfg, 1, "cpu")
     load_module_state(f, load_torch_file(path)["encoder"], path, "the unsupervised encoder")

@@ -134,6 +134,11 @@ class MLPConfig:
         # a marginal or conditional the space cannot hold, or one too wide to sample on it, is refused here
         self.latent_space().sample_pair(256, torch.Generator().manual_seed(0))
 
+    @classmethod
+    def from_dict(cls, config: dict) -> "MLPConfig":
+        """The settings of a saved ``config.json`` (its other entries, such as versions, are left out)."""
+        return cls(**{k: v for k, v in config.items() if k in cls.__dataclass_fields__})
+
     def eval_batch_size(self) -> int:
         """Samples per final evaluation batch: the batch size, or more when it is too small to score on."""
         return max(self.batch_size, MIN_EVAL_PER_LATENT * self.n)

@@ -52,8 +52,7 @@ def rerun(run_dir: str | Path, into: str | Path | None = None) -> dict:
     if command == "mlp":
         from .mlp import MLPConfig, run_mlp
 
-        fields = MLPConfig.__dataclass_fields__
-        return run_mlp(MLPConfig(**{k: v for k, v in config.items() if k in fields}), into)
+        return run_mlp(MLPConfig.from_dict(config), into)
     if command == "kitti":
         from .kitti import KittiConfig, run_kitti
 
