@@ -9,8 +9,8 @@ Then, per band of max |z_i|, two diagnostics of why:
 - slope: the linear map fitted on the nearest half, applied to the band, regressed on the true
   latents (1: the band is recovered on the bulk's scale; below 1: compressed towards the origin);
 - force: the mean share of an anchor's InfoNCE softmax (logits -|h - h̃'|_p^p / τ over a batch
-  of the run's size) off its positive; Lp rows only. The loss's gradient on an anchor scales with it: where it
-  is small, the anchor barely trains.
+  of the run's size) off its positive; Lp rows only. The loss's gradient on an anchor scales
+  with it: where it is small, the anchor barely trains.
 
     python benchmarks/mlp_scores_by_radius.py runs/real-laplace-l1 --samples 50000
 """
