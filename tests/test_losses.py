@@ -263,3 +263,23 @@ def test_the_kernels_leave_torch_threads_as_set():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "NUMBA_NUM_THREADS": "2"})
     assert out.stdout.strip() == "1"
+
+
+@pytest.mark.parametrize("p", [1.0, 2.0, 3.0])
+def test_lp_temperature_is_an_output_scale(p):
+    """-|a·d|_p^p / τ = -|d|_p^p / (τ / a^p): with a free output scale, τ sets only the scale the encoder
+    settles at (docs/mlp.md, benchmarks/mlp_oracle_loss.py)."""
+    h1, h2, _ = _data(torch.float64)
+    a = 1.7
+    scaled = L.LpInfoNCE(p=p, tau=0.3, self_weight=0.01)(a * h1, a * h2).total.item()
+    assert scaled == pytest.approx(L.LpInfoNCE(p=p, tau=0.3 / a ** p, self_weight=0.01)(h1, h2).total.item(), rel=1e-10)
+
+
+def test_only_the_l2_loss_is_rotation_invariant():
+    h1, h2, _ = _data(torch.float64)
+    r = torch.linalg.qr(torch.randn(h1.shape[1], h1.shape[1], generator=torch.Generator().manual_seed(0),
+                                    dtype=torch.float64)).Q
+    for p, invariant in ((2.0, True), (1.0, False), (3.0, False)):
+        loss = L.LpInfoNCE(p=p, tau=0.5, self_weight=0.01)
+        same = loss(h1 @ r, h2 @ r).total.item() == pytest.approx(loss(h1, h2).total.item(), rel=1e-9)
+        assert same == invariant, p
