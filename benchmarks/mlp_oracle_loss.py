@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from clica import metrics
+from clica.errors import ClicaError
 from clica.experiments.mlp import MLPConfig
 from clica.experiments.table import select_rows
 
@@ -86,17 +87,24 @@ def main() -> None:
     ap.add_argument("--compressions", type=float, nargs="+", default=COMPRESSIONS, help="compression oracles' c")
     ap.add_argument("--self-weight", type=float, default=None, help="override the rows' self weight")
     ap.add_argument("--batch-size", type=int, default=None, help="override the rows' batch size")
-    ap.add_argument("--pairs", type=int, default=20480, help="latent pairs to average over (in batches)")
+    ap.add_argument("--pairs", type=int, default=20480, help="latent pairs to average over (whole batches, at least one)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    for row in select_rows("mlp", ",".join(args.rows)):
-        settings = row.config()
-        for key in ("self_weight", "batch_size"):
-            if getattr(args, key) is not None:
-                settings[key] = getattr(args, key)
-        cfg = MLPConfig(**settings, device="cpu")
+    try:  # an unknown row or a bad override: one line, exit status 1
+        configs = []
+        for row in select_rows("mlp", ",".join(args.rows)):
+            settings = row.config()
+            for key in ("self_weight", "batch_size"):
+                if getattr(args, key) is not None:
+                    settings[key] = getattr(args, key)
+            cfg = MLPConfig(**settings, device="cpu")
+            cfg.validate()
+            configs.append((row, cfg))
+    except ClicaError as exc:
+        raise SystemExit(f"mlp_oracle_loss.py: error: {exc}") from None
+    for row, cfg in configs:
         # the dot-product rows' encoders output onto the sphere: no free scale, and no compression on it
         scales, compressions = ((1.0,), ()) if cfg.p == 0 else (args.scales, args.compressions)
         best = best_losses(cfg, scales, compressions, max(1, args.pairs // cfg.batch_size), args.seed)
