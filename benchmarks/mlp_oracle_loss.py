@@ -45,8 +45,8 @@ def rotation(n: int, angle: float | None, seed: int) -> torch.Tensor:
     return torch.matrix_exp((a - a.T) * angle / 2 ** 0.5).float()
 
 
-def oracles(n: int, compressions=COMPRESSIONS) -> dict:
-    """name → function of the true latents (rotations only when ``compressions`` is empty)."""
+def oracles(n: int, compressions) -> dict:
+    """name → function of the true latents: the identity, rotations, and one compression per c."""
     out = {"identity": lambda z: z}
     for name, angle in (("rotation 0.05", 0.05), ("rotation 0.2", 0.2), ("random rotation", None)):
         out[name] = lambda z, r=rotation(n, angle, 1): z @ r
