@@ -153,7 +153,7 @@ def test_3dident_load_model_and_resume_refuse_files_that_run_code(folder, tmp_pa
 
     run = tmp_path / "run"
     run.mkdir()
-    (run / "config.json").write_text(json.dumps({"seed": 0}))
+    (run / "config.json").write_text(json.dumps({"command": "3dident", "seed": 0}))
     torch.save({"step": 1, "model": {}, "optimizer": CreatesFile(marker)}, run / "checkpoint.pt")
     assert main(td(folder, run, "--mode", "unsupervised")) == 2
     refused(capsys, run / "checkpoint.pt", marker)
@@ -286,7 +286,7 @@ def test_kitti_malformed_checkpoint(kitti_data, tmp_path, capsys, content, needl
 def test_3dident_malformed_resume_checkpoint(folder, tmp_path, capsys, content, needle):
     run = tmp_path / "run"
     run.mkdir()
-    (run / "config.json").write_text(json.dumps({"seed": 0}))
+    (run / "config.json").write_text(json.dumps({"command": "3dident", "seed": 0}))
     torch.save(content, run / "checkpoint.pt")
     assert main(td(folder, run, "--mode", "unsupervised")) == 2
     one_line_error(capsys, str(run / "checkpoint.pt"), needle)

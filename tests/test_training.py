@@ -122,7 +122,7 @@ def test_the_session_trains_with_subnormals_flushed(tmp_path):
     torch.set_flush_denormal(False)
     seen = []
     session = Session("cpu", echo=lambda *a: None)
-    with session.open(tmp_path / "run"):
+    with session.open(tmp_path / "run", "mlp"):
         session.train(lambda i: seen.append(torch.tensor([1e-39]).mul(1.0).item()) or {"loss": 0.0},
                       n_steps=2, verbose=False)
     assert seen == [0.0, 0.0]

@@ -8,7 +8,6 @@ bad values) become one line on stderr and exit status 2; Ctrl-C exits with 130 (
 from __future__ import annotations
 
 import argparse
-import errno
 import importlib
 import math
 import re
@@ -110,12 +109,27 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def _require_finite_numbers(args: argparse.Namespace) -> None:
-    """No flag takes nan or inf (``--lr nan`` would train nothing, or fail deep inside torch)."""
+def _check_common_flags(args: argparse.Namespace) -> None:
+    """What holds for every command: no flag takes nan or inf (``--lr nan`` would train nothing, or
+    fail deep inside torch), and a ``--seed`` lies in the range every generator takes."""
+    from .runs import check_seed
+
     for name, value in vars(args).items():
         values = value if isinstance(value, (list, tuple)) else [value]
         if any(isinstance(v, float) and not math.isfinite(v) for v in values):
             raise ClicaError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
+    check_seed(getattr(args, "seed", None))
+
+
+def _os_error_line(exc: OSError) -> str:
+    """One line for an error of the file system (a full disk, a name too long, no permission)."""
+    from .runs import os_error_reason
+
+    reason = os_error_reason(exc)
+    name = str(exc.filename or "")
+    if len(name) > 80:
+        name = name[:60] + "…" + name[-15:]
+    return f"{reason} ({name})" if name else reason
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     from . import distributed  # torch: imported once a command runs, not for the top-level help
 
     try:
-        _require_finite_numbers(args)
+        _check_common_flags(args)
         return int(args._run(args) or 0)
     except RuntimeError as exc:
         world = distributed.current_world()
@@ -146,11 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"clica {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
-            raise
-        # a full disk where no clica writer caught it first (a library's own file, say)
-        where = f" while writing {exc.filename}" if exc.filename else ""
-        print(f"clica {args.command}: error: {exc.strerror}{where}", file=sys.stderr)
+        # the file system refused (a full disk, a name too long, no permission) where no clica writer said it
+        print(f"clica {args.command}: error: {_os_error_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
         resume = getattr(exc, "resume", None)

@@ -29,7 +29,8 @@ from .losses import DotInfoNCE, LpInfoNCE
 from .metrics import linear_r2, mcc
 from .models import mlp_encoder, output_normalization, to_device
 from .models.conv import ConvEncoderNet
-from .runs import atomic_torch_save, check_fields, load_module_state, load_torch_file, resolve_device
+from .runs import (atomic_torch_save, check_fields, check_module_state, load_module_state, load_torch_file,
+                   resolve_device)
 from .training import train_loop
 
 __all__ = ["ContrastiveICA", "CONDITIONALS", "ENCODERS"]
@@ -415,6 +416,10 @@ class ContrastiveICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             what = "pairs" if pairs is None else f"pair starts ({len(pairs.lengths)} sequence(s))"
             raise ValueError(f"got {len(X)} sample{'s' if len(X) != 1 else ''} forming {n_pairs} positive {what}: "
                              "ContrastiveICA needs at least 2 (the other anchors of a batch are the negatives)")
+        if self.encoder == "mlp" and self.n_components is not None and self.n_components > X.shape[1]:
+            raise ValueError(f"n_components={self.n_components} is more than the {X.shape[1]} features of X: the "
+                             "sources are recovered from an injective mixing, so there are at most as many "
+                             "as features")
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         device = self._device()
 
@@ -526,6 +531,10 @@ class ContrastiveICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             raise ValueError(f"y has shape {z.shape}, X has {len(hz)} samples: give the true sources as N × k")
         if z.shape[1] > hz.shape[1]:
             raise ValueError(f"y has {z.shape[1]} sources, more than the {hz.shape[1]} components recovered")
+        constant = np.flatnonzero(np.ptp(z, axis=0) == 0) if len(z) else []
+        if len(constant):
+            raise ValueError(f"source {int(constant[0])} of y never varies: no encoder can be scored on it "
+                             "(correlation and R² are undefined); drop that column")
         if metric == "mcc":
             return float(mcc(z, hz).score)
         return float(linear_r2(z, hz))
@@ -536,6 +545,45 @@ class ContrastiveICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         return tags
 
     # ------------------------------------------------------------------ files
+
+    def _check_fitted(self, fitted: dict, path) -> tuple:
+        """The saved fitted attributes' types, ranges and agreement, checked before anything is built
+        from them (a doctored file gets one line); returns the input shape."""
+        what = f"{path} is not a saved ContrastiveICA:"
+        check_fields(fitted, path, optional={
+            "n_features_in_": int, "mean_": (torch.Tensor, type(None)), "scale_": (torch.Tensor, type(None)),
+            "feature_names_in_": list, "loss_curve_": list, "n_iter_": int, "n_pairs_": int,
+            "batch_size_": int, "device_": str}, what="a saved ContrastiveICA")
+        shape = fitted["input_shape_"]
+        want = {"mlp": 1, "conv": 3}.get(self.encoder if isinstance(self.encoder, str) else "", None)
+        if not shape or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shape) or (
+                want is not None and len(shape) != want):
+            raise ClicaError(f"{what} its input_shape_ {shape!r} is not the shape of a sample for encoder "
+                             f"{self.encoder if isinstance(self.encoder, str) else 'module'!r}")
+        if self.encoder == "conv" and tuple(shape[1:]) != (IMAGE_SIZE, IMAGE_SIZE):
+            raise ClicaError(f"{what} its input_shape_ {shape!r} is not C × {IMAGE_SIZE} × {IMAGE_SIZE}")
+        if fitted["n_components_"] < 1 or isinstance(fitted["n_components_"], bool):
+            raise ClicaError(f"{what} n_components_ is {fitted['n_components_']!r}, not a positive integer")
+        if fitted.get("n_features_in_", shape[0]) != shape[0]:
+            raise ClicaError(f"{what} n_features_in_ {fitted['n_features_in_']!r} does not match its input_shape_ "
+                             f"{shape!r}")
+        names = fitted.get("feature_names_in_")
+        if names is not None and (len(names) != shape[0] or not all(isinstance(n, str) for n in names)):
+            raise ClicaError(f"{what} feature_names_in_ is not {shape[0]} names")
+        for name in ("mean_", "scale_"):
+            v = fitted.get(name)
+            if v is not None and (tuple(v.shape) != tuple(shape) or not torch.isfinite(v).all()
+                                  or (name == "scale_" and not (v > 0).all())):
+                raise ClicaError(f"{what} its {name} (shape {tuple(v.shape)}) is not a finite "
+                                 f"{'positive ' if name == 'scale_' else ''}array of its input shape {tuple(shape)}")
+        if (fitted.get("mean_") is None) != (fitted.get("scale_") is None):
+            raise ClicaError(f"{what} it has one of mean_ and scale_ without the other")
+        for name in ("n_iter_", "n_pairs_", "batch_size_"):
+            if fitted.get(name, 0) < 0:
+                raise ClicaError(f"{what} {name} is negative")
+        if not all(isinstance(v, (int, float)) for v in fitted.get("loss_curve_", [])):
+            raise ClicaError(f"{what} its loss_curve_ holds values that are not numbers")
+        return tuple(shape)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the fitted estimator to ``path`` (atomically) as tensors and plain data only.
@@ -615,8 +663,11 @@ class ContrastiveICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         except ValueError as exc:
             raise ClicaError(f"cannot load {path}: {exc}") from None
         fitted = state["fitted"]
-        shape = tuple(fitted["input_shape_"])
+        shape = est._check_fitted(fitted, path)
         try:
+            with torch.device("meta"):  # sizes first: the file must not choose what gets allocated
+                probe, _ = est._build_encoder(shape, fitted["n_components_"], 0)
+            check_module_state(probe.state_dict(), state["encoder_state"], path, "the encoder")
             net, k = est._build_encoder(shape, fitted["n_components_"], 0)
         except ValueError as exc:
             raise ClicaError(f"cannot load {path}: {exc}") from None
@@ -628,7 +679,7 @@ class ContrastiveICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         est.n_features_in_ = int(fitted.get("n_features_in_", shape[0]))
         for name in ("mean_", "scale_"):
             v = fitted.get(name)
-            setattr(est, name, None if v is None else v.numpy())
+            setattr(est, name, None if v is None else v.numpy().astype(np.float64))
         if "feature_names_in_" in fitted:
             est.feature_names_in_ = np.asarray(fitted["feature_names_in_"], dtype=object)
         est.loss_curve_ = list(fitted.get("loss_curve_", []))

@@ -30,9 +30,12 @@ from .errors import ClicaError
 __all__ = [
     "atomic_write_bytes",
     "append_line",
+    "os_error_reason",
     "write_error",
     "atomic_write_json",
     "atomic_torch_save",
+    "SEED_MAX",
+    "check_seed",
     "resolve_seed",
     "seed_everything",
     "resolve_device",
@@ -40,9 +43,14 @@ __all__ = [
     "load_torch_file",
     "check_fields",
     "load_module_state",
+    "check_module_state",
     "load_optimizer_state",
     "loading",
     "RunDir",
+    "run_command",
+    "check_output_folder",
+    "check_run_folder",
+    "first_missing",
     "FolderLock",
 ]
 
@@ -51,10 +59,15 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+def os_error_reason(exc: OSError) -> str:
+    """What the file system said, in words: ``no space left on device``, ``File name too long``, ..."""
+    return {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
+            errno.EROFS: "read-only file system"}.get(exc.errno, exc.strerror or str(exc))
+
+
 def write_error(path, exc: OSError) -> ClicaError:
     """A one-line error for a failed write: ``no space left on device while writing PATH`` and the like."""
-    reason = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
-              errno.EROFS: "read-only file system"}.get(exc.errno, exc.strerror or str(exc))
+    reason = os_error_reason(exc)
     return ClicaError(f"{reason} while writing {path}; nothing was left half-written")
 
 
@@ -129,10 +142,24 @@ def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+# Seeds are whole numbers 0 … 2³² − 1 (NumPy's range; torch takes 64 bits, and derived stream seeds
+# such as ``seed * 7919 + k`` must stay within them).
+SEED_MAX = 2**32 - 1
+
+
+def check_seed(seed: int | None, name: str = "--seed") -> None:
+    """A one-line :class:`ClicaError` unless ``seed`` is ``None`` or a whole number in 0 … :data:`SEED_MAX`."""
+    if seed is None:
+        return
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= SEED_MAX:
+        raise ClicaError(f"{name} must be a whole number from 0 to {SEED_MAX}, got {seed}")
+
+
 def resolve_seed(seed: int | None) -> int:
-    """The seed to use: ``seed`` itself, or a fresh random one when it is ``None``."""
+    """The seed to use: ``seed`` itself (checked by :func:`check_seed`), or a fresh random one when it is ``None``."""
     if seed is None:
         return int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
+    check_seed(seed)
     return int(seed)
 
 
@@ -150,9 +177,13 @@ def resolve_device(device: str | None = None, no_cuda: bool = False):
     import torch
 
     if device:
-        if device.startswith("cuda") and not torch.cuda.is_available():
+        try:
+            chosen = torch.device(device)
+        except (RuntimeError, ValueError):
+            raise ClicaError(f"--device {device!r} is not a torch device (cpu, cuda, cuda:N, mps, ...)") from None
+        if chosen.type == "cuda" and not torch.cuda.is_available():
             raise ClicaError(f"--device {device} requested but CUDA is not available on this machine")
-        return torch.device(device)
+        return chosen
     if not no_cuda and torch.cuda.is_available():
         return torch.device("cuda")
     return torch.device("cpu")
@@ -264,6 +295,16 @@ def load_module_state(module, state: Any, path, name: str,
     Keys for which ``may_lack(key)`` holds may be absent from the file (they
     keep their current values).
     """
+    check_module_state(module.state_dict(), state, path, name, may_lack)
+    with loading(path, f"state of {name}"):
+        module.load_state_dict(state, strict=False)
+
+
+def check_module_state(own: dict, state: Any, path, name: str,
+                       may_lack: Callable[[str], bool] | None = None) -> None:
+    """The checks of :func:`load_module_state` against a module's own state dict ``own``, loading
+    nothing: with ``own`` from a module built on the ``meta`` device, a file is checked against
+    the sizes it asks for before any memory is allocated."""
     import torch
 
     prefix = f"cannot load {path} into {name}"
@@ -272,7 +313,6 @@ def load_module_state(module, state: Any, path, name: str,
     bad_keys = [k for k in state if not isinstance(k, str)]
     if bad_keys:
         raise ClicaError(f"{prefix}: it is not a state dict (keys such as {bad_keys[0]!r} are not names)")
-    own = module.state_dict()
     missing = [k for k in own if k not in state and not (may_lack and may_lack(k))]
     unexpected = [k for k in state if k not in own]
     not_tensors = [k for k in state if k in own and torch.is_tensor(own[k]) and not torch.is_tensor(state[k])]
@@ -291,8 +331,6 @@ def load_module_state(module, state: Any, path, name: str,
         problems.append(f"{len(not_tensors)} not tensors (e.g. {_some(not_tensors)})")
     if problems:
         raise ClicaError(f"{prefix}: {', '.join(problems)}")
-    with loading(path, f"state of {name}"):
-        module.load_state_dict(state, strict=False)
 
 
 def load_optimizer_state(optimizer, state: Any, path) -> None:
@@ -427,6 +465,65 @@ class RunDir:
     # summary ----------------------------------------------------------------
     def write_summary(self, summary: dict) -> None:
         atomic_write_json(self.file("summary.json"), summary)
+
+
+def run_command(config: dict, source: str) -> str:
+    """Which clica command wrote the run ``config``: its ``command`` field, else told by its settings
+    (runs of older versions)."""
+    if isinstance(config.get("command"), str):
+        return config["command"]
+    for command, key in (("3dident", "offline_dataset"), ("kitti", "kitti_max_delta_t"), ("mlp", "space_type")):
+        if key in config:
+            return command
+    raise ClicaError(f"{source} is not the config of a clica mlp, kitti or 3dident run")
+
+
+# lock files clica leaves in a folder it writes (they say nothing about whose folder it is)
+_OWN_LOCKS = {".clica.lock", ".render-claim.lock", ".render.lock"}
+
+
+def check_output_folder(path: str | os.PathLike, markers: tuple[str, ...], what: str) -> Path | None:
+    """Refuse to write into ``path`` unless it is new, empty, or holds ``what`` (one of the ``markers`` files).
+
+    clica writes checkpoints, logs, figures and datasets into the folders it is given: into a non-empty
+    folder that holds none of its own (a package's source, a home folder) it would scatter them among
+    someone else's files, so that is one line instead. Returns the marker found, or ``None``.
+    """
+    path = Path(path)
+    if not path.exists():
+        return None
+    if not path.is_dir():
+        raise ClicaError(f"{path} is a file, not a folder")
+    entries = sorted(e.name for e in path.iterdir() if e.name not in _OWN_LOCKS)
+    if not entries:
+        return None
+    for marker in markers:
+        if (path / marker).is_file():
+            return path / marker
+    shown = ", ".join(entries[:3]) + (", …" if len(entries) > 3 else "")
+    raise ClicaError(f"{path} is not empty ({shown}) and holds no {what}; choose a new or empty folder")
+
+
+def check_run_folder(path: str | os.PathLike, command: str) -> None:
+    """Refuse a run folder for ``clica command`` that is not new, empty or a run of that command
+    (see :func:`check_output_folder`); a run of another command there is refused too."""
+    config = check_output_folder(path, ("config.json",), f"clica {command} run")
+    if config is None:
+        return
+    found = run_command(RunDir(path).read_config(), str(config))
+    if found != command:
+        raise ClicaError(f"{path} holds a clica {found} run, not a {command} run; choose another folder")
+
+
+def first_missing(path: str | os.PathLike) -> Path | None:
+    """The outermost folder of ``path`` that does not exist yet (what creating ``path`` would create), or
+    ``None`` when ``path`` exists."""
+    path = Path(path).absolute()
+    if path.exists():
+        return None
+    while not path.parent.exists():
+        path = path.parent
+    return path
 
 
 class FolderLock:

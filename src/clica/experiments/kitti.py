@@ -111,7 +111,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="k for data uniform; only for the original's synthetic datasets: not supported")
     p.add_argument("--betavae", action="store_true", help="SlowVAE: standard beta-VAE training (gamma=0)")
     p.add_argument("--search-beta", action="store_true", help="random search also over beta")
-    p.add_argument("--output-dir", type=str, default="outputs", help="output directory")
+    p.add_argument("--output-dir", type=str, default="outputs",
+                   help="output directory; each seed's run folder OUTPUT_DIR/<experiment-dir>/<seed> must be new, "
+                        "empty, or a clica kitti run (resumed)")
     p.add_argument("--log-dir", type=str, default="logs", help="TensorBoard log directory (with --use-writer)")
     p.add_argument("--ckpt-dir", type=str, default="checkpoints", help="checkpoint directory")
     p.add_argument("--max-iter", type=float, default=300000, help="maximum training iteration")
@@ -331,7 +333,7 @@ def _config(args, seed: int, data_path: Path, dataset: KittiMasks, device) -> di
 def run_one(args, seed: int, dataset: KittiMasks, data_path: Path, session: Session) -> dict:
     """Train (or with ``--evaluate`` only evaluate) one seed; return its summary. The seed's run
     folder is locked meanwhile: a second process on it gets a one-line error."""
-    with session.open(Path(args.output_dir) / experiment_dir(args) / str(seed)):
+    with session.open(Path(args.output_dir) / experiment_dir(args) / str(seed), "kitti"):
         return _run_one(args, seed, dataset, data_path, session)
 
 

@@ -24,7 +24,9 @@ from .. import latents, metrics, mixing, plots
 from ..errors import ClicaError
 from ..losses import DotInfoNCE, LpInfoNCE, mse_loss
 from ..models import mlp_encoder
-from ..runs import RunDir, load_module_state, load_optimizer_state, loading, resolve_device, seed_everything
+from ..resources import require_memory
+from ..runs import (RunDir, check_seed, load_module_state, load_optimizer_state, loading, resolve_device,
+                    seed_everything)
 from ..spaces import Box, Real, Sphere
 from ..training import require_finite
 from .flags import Explicit, apply_preset, resume_hint
@@ -54,6 +56,9 @@ PRESETS["headline"] = {**PRESETS["fast"], "c_p": 1, "p": 1}
 MIN_EVAL_PER_LATENT = 100
 
 EVAL_SIZE = 4096
+
+# random matrices whose best condition number is the mixing's threshold (the original's n_iter_cond_thresh)
+MIXING_POOL = 25000
 
 # what checkpoint.pt holds (see MLPExperiment.train_phase's checkpoint())
 CHECKPOINT_FIELDS = {
@@ -130,14 +135,46 @@ class MLPConfig:
             raise ClicaError(f"--encoder-norm must be none or layer, got {self.encoder_norm}")
         if self.lr_schedule not in ("constant", "cosine"):
             raise ClicaError(f"--lr-schedule must be constant or cosine, got {self.lr_schedule}")
+        if self.checkpoint_every < 1:
+            raise ClicaError(f"--checkpoint-every must be ≥ 1, got {self.checkpoint_every}")
+        if self.hidden_scale <= 0:
+            raise ClicaError(f"--hidden-scale must be positive, got {self.hidden_scale}")
+        check_seed(self.seed)
+        require_memory(self.memory_bytes(), f"--n {self.n} with --batch-size {self.batch_size}, --hidden-scale "
+                       f"{self.hidden_scale:g}, --n-mixing-layer {self.n_mixing_layer} and --rej-mult {self.rej_mult}",
+                       "lower them")
         mixing.check_mixing(self.n_mixing_layer, self.act_fct)
         # a marginal or conditional the space cannot hold, or one too wide to sample on it, is refused here
-        self.latent_space().sample_pair(256, torch.Generator().manual_seed(0))
+        z, z_tilde = self.latent_space().sample_pair(256, torch.Generator().manual_seed(0))
+        if not (torch.isfinite(z).all() and (z.std(0) > 0).all()):
+            raise ClicaError(f"the marginal (--m-p {self.m_p:g}, --m-param {self.m_param:g}) gives latents that "
+                             "are not finite or never vary on this space; choose another")
+        if not (torch.isfinite(z_tilde).all() and (z_tilde != z).any()):
+            raise ClicaError(f"the conditional (--c-p {self.c_p:g}, --c-param {self.c_param:g}) gives positives "
+                             "that are not finite or equal their anchors; choose another")
 
     @classmethod
     def from_dict(cls, config: dict) -> "MLPConfig":
         """The settings of a saved ``config.json`` (its other entries, such as versions, are left out)."""
         return cls(**{k: v for k, v in config.items() if k in cls.__dataclass_fields__})
+
+    def encoder_widths(self) -> list[int]:
+        """The encoder's hidden widths: the original's 10n, 50n, 50n, 50n, 50n, 10n, times ``hidden_scale``."""
+        return [max(1, round(self.n * w * self.hidden_scale)) for w in (10, 50, 50, 50, 50, 10)]
+
+    def memory_bytes(self) -> float:
+        """A low estimate of the memory a run needs at its peak, before anything is built.
+
+        The mixing's pool of candidate matrices and its layers (float64), the box's rejection
+        buffer, the encoder's weights with their gradients and Adam's two moments, its activations
+        for both views of a batch, and the batch's B×B similarity matrix.
+        """
+        widths = [self.n, *self.encoder_widths(), self.n]
+        weights = sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
+        batch = max(self.batch_size, self.eval_batch_size(), 256)
+        mixing = (MIXING_POOL + self.n_mixing_layer) * self.n ** 2 * 8
+        rejection = batch * self.n * self.rej_mult * 4 if self.space_type == "box" else 0
+        return mixing + rejection + 4 * weights * 4 + 2 * batch * sum(widths) * 4 + batch ** 2 * 4
 
     def eval_batch_size(self) -> int:
         """Samples per final evaluation batch: the batch size, or more when it is too small to score on."""
@@ -191,13 +228,13 @@ class MLPConfig:
 def build_mixing(cfg: MLPConfig) -> torch.nn.Module:
     """The run's mixing g: the original's random invertible MLP, drawn from ``cfg.seed``."""
     return mixing.invertible_mlp(cfg.n, cfg.n_mixing_layer, cfg.act_fct, cond_thresh_ratio=0.0,
-                                 n_iter_cond_thresh=25000, seed=cfg.seed)
+                                 n_iter_cond_thresh=MIXING_POOL, seed=cfg.seed)
 
 
 def build_encoder(cfg: MLPConfig, phase_index: int, device=None) -> torch.nn.Module:
     """The original encoder (widths 10n, 50n, 50n, 50n, 50n, 10n, times ``hidden_scale``)."""
     torch.manual_seed(cfg.seed * 1000 + phase_index)  # init independent of what ran before
-    widths = [max(1, round(cfg.n * w * cfg.hidden_scale)) for w in (10, 50, 50, 50, 50, 10)]
+    widths = cfg.encoder_widths()
     kwargs = {}
     if cfg.box_norm:
         kwargs = {"low": cfg.box_min, "high": cfg.box_max}
@@ -342,7 +379,7 @@ def run_mlp(cfg: MLPConfig, save_dir: str | Path | None = None, resume: bool = F
         save_dir = default_save_dir(cfg, session)
     if resume and session.is_main:
         RunDir(save_dir).read_config()  # resuming a folder that holds no run: an error before anything is created
-    with session.open(save_dir):
+    with session.open(save_dir, "mlp"):
         return _run(cfg, session, resume)
 
 
@@ -503,11 +540,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--more-unsupervised", type=int, default=3, **E,
                    help="How many times more steps the unsupervised model trains than the supervised one.")
     p.add_argument("--save-dir", type=str, default="",
-                   help="Run folder (config, metrics, checkpoints, summary, figures). Default: runs/mlp-<time>-seed<seed>.")
+                   help="Run folder (config, metrics, checkpoints, summary, figures): new, empty, or a clica mlp run "
+                        "to resume; a folder holding anything else is refused. Default: runs/mlp-<time>-seed<seed>.")
     p.add_argument("--num-eval-batches", type=int, default=10, help="Number of fresh batches the final scores are averaged over.")
     p.add_argument("--rej-mult", type=int, default=3,
                    help="Memory/CPU trade-off of rejection sampling on the box: candidates drawn per pending coordinate and round.")
-    p.add_argument("--seed", type=int, default=None, help="Seed for everything (mixing, data, init). Default: a random one, recorded in config.json.")
+    p.add_argument("--seed", type=int, default=None, help="Seed for everything (mixing, data, init), 0 … 2^32-1. Default: a random one, recorded in config.json.")
     p.add_argument("--act-fct", type=str, default="leaky_relu",
                    help="Activation of the mixing g: leaky_relu, smooth_leaky_relu, elu, softplus (relu and max_out are refused: not invertible).")
     p.add_argument("--c-param", type=float, default=0.05, help="Parameter of the conditional: scale (Lp) or concentration κ (vMF).")

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from ..errors import ClicaError
-from ..runs import RunDir
+from ..runs import RunDir, run_command
 
 DESCRIPTION = (
     "Run again what a run folder's config.json describes (same settings, same seed) into a new folder, "
@@ -29,16 +29,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "INTO/<experiment-dir>/<seed> and its checkpoints under INTO/checkpoints")
 
 
-def command_of(config: dict, source: str) -> str:
-    """Which experiment wrote ``config``: its ``command`` field, else told by its settings (older runs)."""
-    if "command" in config:
-        return config["command"]
-    for command, key in (("3dident", "offline_dataset"), ("kitti", "kitti_max_delta_t"), ("mlp", "space_type")):
-        if key in config:
-            return command
-    raise ClicaError(f"{source} is not the config of a clica mlp, kitti or 3dident run")
-
-
 def rerun(run_dir: str | Path, into: str | Path | None = None) -> dict:
     """Run ``run_dir``'s config again into ``into`` (default ``RUN_DIR-rerun``); return the new summary."""
     source = RunDir(run_dir)
@@ -47,7 +37,7 @@ def rerun(run_dir: str | Path, into: str | Path | None = None) -> dict:
     into = Path(into) if into is not None else Path(f"{Path(run_dir)}-rerun")
     if (into / "config.json").exists():
         raise ClicaError(f"{into} already holds a run; choose another folder with --into")
-    command = command_of(config, where)
+    command = run_command(config, where)
     print(f"rerunning the clica {command} run of {run_dir} (seed {config.get('seed')}) into {into}")
     if command == "mlp":
         from .mlp import MLPConfig, run_mlp

@@ -8,7 +8,9 @@ does what all of them need, once:
   torchrun's environment, this rank's device, DDP wrapping, the contrastive
   loss of the global batch, a data stream per rank, values all ranks agree on
   (a drawn seed, a default folder name);
-- **the run folder**: locked while the run lasts and written by rank 0 alone;
+- **the run folder**: new, empty or a run of the same command (never someone else's folder),
+  locked while the run lasts and written by rank 0 alone; a run refused before training
+  leaves no folder behind;
 - **resuming**: the settings that define a run must match the saved ones; a
   checkpoint is read without running code, checked, and handed to every rank;
 - **training**: the shared loop (:func:`clica.training.train_loop`), with the
@@ -20,6 +22,7 @@ does what all of them need, once:
 from __future__ import annotations
 
 import contextlib
+import shutil
 from datetime import datetime
 from pathlib import Path
 from typing import Callable, Iterable
@@ -28,7 +31,8 @@ import torch
 
 from .. import distributed
 from ..errors import ClicaError
-from ..runs import FolderLock, RunDir, check_fields, load_torch_file, resolve_seed
+from ..runs import (FolderLock, RunDir, check_fields, check_run_folder, first_missing, load_torch_file,
+                    resolve_seed)
 from ..training import flush_denormals, train_loop
 
 __all__ = ["Session"]
@@ -51,6 +55,7 @@ class Session:
         self.device = distributed.local_device(requested, self.world)
         self._echo = echo
         self.run: RunDir | None = None
+        self._trained = False
 
     # --------------------------------------------------------------- processes
     @property
@@ -100,14 +105,42 @@ class Session:
 
     # ----------------------------------------------------------------- folder
     @contextlib.contextmanager
-    def open(self, path: str | Path):
-        """Use ``path`` as the run folder; rank 0 holds its lock until the block ends."""
+    def open(self, path: str | Path, command: str):
+        """Use ``path`` as the run folder of a ``clica command`` run; rank 0 holds its lock until the block ends.
+
+        The folder must be new, empty or hold a run of ``command`` (:func:`~clica.runs.check_run_folder`).
+        If the block fails before training starts (a refused setting or file), what it created is removed:
+        a refusal leaves no run folder behind.
+        """
         self.run = RunDir(path)
+        created = empty = None
+        if self.is_main:
+            check_run_folder(self.run.path, command)
+            created = first_missing(self.run.path)
+            empty = created is None and not any(self.run.path.iterdir())
         lock = FolderLock(self.run.path) if self.is_main else contextlib.nullcontext()
-        with lock:
-            # every rank enters training only once rank 0 holds the folder
-            distributed.barrier(self.world)
-            yield self
+        self._trained = False
+        try:
+            with lock:
+                # every rank enters training only once rank 0 holds the folder
+                distributed.barrier(self.world)
+                yield self
+        except BaseException:
+            if not self._trained:
+                self._undo_folder(created, empty)
+            raise
+
+    def _undo_folder(self, created: Path | None, empty: bool) -> None:
+        """Remove what opening the run folder made: the folders it created, or the files put into a
+        folder that was empty."""
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        elif empty:
+            for entry in self.run.path.iterdir():
+                if entry.is_dir():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
 
     def saved_config(self) -> dict | None:
         """The folder's ``config.json`` as rank 0 reads it (every rank gets it), or ``None`` for a new folder."""
@@ -151,6 +184,7 @@ class Session:
         """:func:`~clica.training.train_loop` on every rank; rank 0 alone shows progress, evaluates,
         logs to the run folder (or to ``log_to``, a RunDir that also sends lines elsewhere) and checkpoints."""
         main = self.is_main
+        self._trained = True
         with flush_denormals():
             return train_loop(step, evaluate=evaluate if main else None, checkpoint=checkpoint if main else None,
                               run=(log_to or self.run) if main else None, verbose=verbose and main,

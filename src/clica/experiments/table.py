@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ClicaError
-from ..runs import RunDir, append_line, atomic_write_bytes, atomic_write_json
+from ..runs import RunDir, append_line, atomic_write_bytes, atomic_write_json, check_output_folder
 from .mlp import PRESETS
 
 DESCRIPTION = (
@@ -269,6 +269,7 @@ def run_table(rows: list[Row], seeds: list[int], output_dir: str | Path, steps: 
     from ..progress import Progress
 
     out = Path(output_dir)
+    check_output_folder(out, ("runs.jsonl", "table.md"), "clica table")
     out.mkdir(parents=True, exist_ok=True)
     runs_file = out / "runs.jsonl"
     wanted = [(row, seed) for row in rows for seed in seeds]
@@ -437,7 +438,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="training steps of every row instead of its recipe's (for smoke tests)")
     p.add_argument("--vary", choices=("n", "layers"), default=None,
                    help="mlp: the box/Laplace/L1 row at n = 5, 10, 20, 40 or mixing depth 1-5 instead of the grid")
-    p.add_argument("--output-dir", default="runs/table", help="where table.md, table.csv, runs.jsonl and table.png go")
+    p.add_argument("--output-dir", default="runs/table", help="where table.md, table.csv, runs.jsonl and table.png go: a new or empty folder, or "
+                        "a table's (resumed); a folder holding anything else is refused")
     p.add_argument("--address", default=None,
                    help="an existing Ray cluster to send the runs to (default: $RAY_ADDRESS, else an embedded "
                         "local Ray with this machine's cores)")

@@ -136,8 +136,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     g = p.add_argument_group("clica additions")
     g.add_argument("--run-dir", default=None,
-                   help="Run folder (config, metrics.jsonl, checkpoints, summary, figure); run the same "
-                        "command with the same --run-dir to resume (default: runs/3dident-MODE-TIME)")
+                   help="Run folder (config, metrics.jsonl, checkpoints, summary, figure): new, empty, or a clica "
+                        "3dident run, which the same command resumes; a folder holding anything else is refused "
+                        "(default: runs/3dident-MODE-TIME)")
     g.add_argument("--seed", type=int, default=None, help="Seed of everything (drawn and recorded if omitted)")
     g.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     g.add_argument("--identity-scale", type=float, default=1.0,
@@ -439,8 +440,21 @@ def _run(args, session: Session) -> dict:
         test_folder = ThreeDIdentFolder.open(args.test_dataset, require_images=needs_images)
         layout.select(test_folder.raw_latents, test_folder.root)
 
-    with session.open(args.run_dir):
+    if needs_images and args.mode == "supervised":
+        _require_batch_norm_statistics(args, session, folder)
+    with session.open(args.run_dir, "3dident"):
         return _train(args, session, layout, folder, test_folder, needs_images)
+
+
+def _require_batch_norm_statistics(args, session: Session, folder) -> None:
+    """A ResNet pools its input 32-fold; in training mode each BatchNorm needs more than one value per
+    channel, so one image of at most 32 px per process cannot train (torch would fail at the first step)."""
+    side = max(args.image_size or folder.image_shape())
+    per_process = session.local_batch(args.batch_size)
+    if per_process * math.ceil(side / 32) ** 2 < 2:
+        raise ClicaError(f"--batch-size {args.batch_size} gives {per_process} image of {side} px per process: "
+                         "the ResNet's BatchNorm layers see a single value per channel and cannot train; use "
+                         "--batch-size ≥ 2 (per process) or images larger than 32 px")
 
 
 def _train(args, session: Session, layout, folder, test_folder, needs_images: bool) -> dict:

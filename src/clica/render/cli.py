@@ -63,7 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        "(`clica render stats`). Rerunning the same command finishes an interrupted "
                        "dataset: only the missing images are rendered.")
     p.add_argument("--output-folder", required=True, type=str,
-                   help="the dataset folder (created if needed)")
+                   help="the dataset folder (created if needed): new, empty or a 3DIdent dataset; a folder "
+                        "holding anything else is refused")
     p.add_argument("--seed", default=0, type=int, help="sampling seed of the latents")
     _latent_flags(p)
     _image_flags(p)
@@ -72,7 +73,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("latents", help="sample raw_latents.npy and latents.npy", formatter_class=fmt,
                        description="Sample the latents (generate_clevr_dataset_latents.py's flags).")
     p.add_argument("--output-folder", required=True, type=str,
-                   help="folder to write raw_latents.npy and latents.npy into (created if needed)")
+                   help="folder to write raw_latents.npy and latents.npy into (created if needed): new, empty "
+                        "or a 3DIdent dataset; a folder holding anything else is refused")
     p.add_argument("--seed", default=0, type=int, help="sampling seed")
     _latent_flags(p)
     p.set_defaults(_render=_latents)

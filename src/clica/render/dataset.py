@@ -28,10 +28,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ClicaError
-from ..runs import FolderLock, atomic_write_bytes, atomic_write_json
+from ..runs import FolderLock, atomic_write_bytes, atomic_write_json, check_output_folder
 from .latents import LatentOptions, generate_latents, n_objects_of
 
 RENDERER_VERSION = "clica-raster-1"
+# files of a 3DIdent folder: one of them marks a folder that renders may write into
+DATASET_MARKERS = ("raw_latents.npy", "latents.npy", "render_config.json")
 PNG_COMPRESS_LEVEL = 1
 
 
@@ -100,6 +102,7 @@ def write_latents(folder, options: LatentOptions, log=print) -> tuple[np.ndarray
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise ClicaError(f"--output-folder {folder} exists and is not a folder")
+    check_output_folder(folder, DATASET_MARKERS, "3DIdent dataset")
     raw, latents = generate_latents(options)
     existing = [(name, arr) for name, arr in (("raw_latents.npy", raw), ("latents.npy", latents))
                 if (folder / name).exists()]
