@@ -254,3 +254,27 @@ def test_load_of_an_intact_file_still_transforms(saved_ica):
     ica = ContrastiveICA.load(path)
     assert ica.transform(X).shape == (300, 2)
     assert json.dumps(ica.get_params(), default=str)
+
+
+@pytest.mark.parametrize("extra,want", [
+    (["--lr", "-1", "--mode", "unsupervised"], "--lr must be positive"),
+    (["--faiss-omp-threads", "0", "--mode", "unsupervised"], "--faiss-omp-threads must be ≥ 1"),
+    (["--workers", str(10**12), "--mode", "unsupervised"], "--workers must be from 0 to"),
+    (["--batch-size", str(10**12), "--mode", "unsupervised"], "needs at least"),
+    (["--n-eval-samples", str(10**12), "--mode", "unsupervised"], "needs at least"),
+])
+def test_3dident_sizes_and_counts_are_checked_before_anything_is_allocated(dataset, tmp_path, capsys, extra, want):
+    run = tmp_path / "run"
+    _refused(capsys, main(_3dident(dataset, "--run-dir", str(run), *extra)), want)
+    assert not run.exists()
+
+
+@pytest.mark.parametrize("extra,want", [
+    (["--lr", "-1"], "--lr must be positive"),
+    (["--beta2", "1"], "--beta2 must be in [0, 1)"),
+    (["--num-workers", str(10**12)], "needs at least"),
+    (["--z-dim", str(10**12)], "needs at least"),
+])
+def test_kitti_flag_values_are_one_line(kitti_data, tmp_path, capsys, extra, want):
+    _refused(capsys, main(_kitti(kitti_data, tmp_path / "out", *extra)), want)
+    assert not (tmp_path / "out").exists()

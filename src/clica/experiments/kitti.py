@@ -32,6 +32,7 @@ from ..losses import LpInfoNCE
 from ..metrics import mcc
 from ..models import output_normalization, to_device
 from ..models.conv import ConvEncoderNet, ConvVAE
+from ..resources import require_memory
 from ..runs import (RunDir, atomic_write_json, check_fields, load_module_state, load_optimizer_state, loading,
                     resolve_device, seed_everything)
 from ..slowvae import SlowVAELoss
@@ -197,6 +198,17 @@ def check_args(args) -> None:
         raise ClicaError(f"--threads must be ≥ 0, got {args.threads}")
     if args.num_workers < 0:
         raise ClicaError(f"--num-workers must be ≥ 0, got {args.num_workers}")
+    if not args.lr > 0:
+        raise ClicaError(f"--lr must be positive, got {args.lr}")
+    for flag, value in (("--beta1", args.beta1), ("--beta2", args.beta2)):
+        if not 0 <= value < 1:
+            raise ClicaError(f"{flag} must be in [0, 1) (an Adam moment's decay), got {value}")
+    # a low estimate, before anything is allocated: the batches made ahead and in use (64×64 floats) with
+    # ten times as much for the activations, and the weights mapping to and from z (with gradients, Adam)
+    batch = args.batch_size * 64 * 64 * 4
+    require_memory((args.num_workers + 1) * batch + 10 * batch + 4 * 2 * 257 * args.z_dim * 4,
+                   f"--batch-size {args.batch_size} with --num-workers {args.num_workers} and --z-dim {args.z_dim}",
+                   "lower them")
     if args.rate_prior <= 0:
         raise ClicaError(f"--rate-prior must be positive, got {args.rate_prior}")
     if args.random_search and args.betavae and not args.search_beta:

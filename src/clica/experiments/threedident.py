@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import time
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from torch import nn
 
 from ..errors import ClicaError
 from ..models import to_device
+from ..resources import require_memory
 from ..runs import (RunDir, atomic_torch_save, check_fields, load_module_state, load_optimizer_state,
                     load_torch_file, resolve_device, seed_everything)
 from ..training import require_finite
@@ -201,6 +203,10 @@ def check_arguments(args) -> None:
         raise ClicaError("--identity-solution has no parameters to load: drop --load-model")
     if not args.sigma > 0:
         raise ClicaError(f"--sigma must be positive, got {args.sigma}")
+    if not args.lr > 0:
+        raise ClicaError(f"--lr must be positive, got {args.lr}")
+    if args.faiss_omp_threads < 1:
+        raise ClicaError(f"--faiss-omp-threads must be ≥ 1, got {args.faiss_omp_threads}")
     if args.batch_size < (2 if args.mode == "unsupervised" else 1):
         raise ClicaError(f"--batch-size must be at least 2 (negatives come from the batch), got {args.batch_size}")
     if args.iterations < 0:
@@ -210,8 +216,8 @@ def check_arguments(args) -> None:
     if args.n_eval_samples < 8:
         raise ClicaError(f"--n-eval-samples must be at least 8 (the linear fit uses a train/test split), "
                          f"got {args.n_eval_samples}")
-    if args.workers < 0:
-        raise ClicaError(f"--workers must be ≥ 0, got {args.workers}")
+    if not 0 <= args.workers <= 4 * (os.cpu_count() or 1):
+        raise ClicaError(f"--workers must be from 0 to {4 * (os.cpu_count() or 1)} (4 per CPU core), got {args.workers}")
     if args.checkpoint_every < 1:
         raise ClicaError(f"--checkpoint-every must be ≥ 1, got {args.checkpoint_every}")
     if args.encoder == "rn151":
@@ -442,6 +448,7 @@ def _run(args, session: Session) -> dict:
 
     if needs_images and args.mode == "supervised":
         _require_batch_norm_statistics(args, session, folder)
+    _require_memory(args, session, folder, layout, needs_images)
     with session.open(args.run_dir, "3dident"):
         return _train(args, session, layout, folder, test_folder, needs_images)
 
@@ -455,6 +462,22 @@ def _require_batch_norm_statistics(args, session: Session, folder) -> None:
         raise ClicaError(f"--batch-size {args.batch_size} gives {per_process} image of {side} px per process: "
                          "the ResNet's BatchNorm layers see a single value per channel and cannot train; use "
                          "--batch-size ≥ 2 (per process) or images larger than 32 px")
+
+
+def _require_memory(args, session: Session, folder, layout, needs_images: bool) -> None:
+    """Refuse, before anything is allocated, a batch or an evaluation set that cannot fit in memory.
+
+    A low estimate: a step's images (two per pair in unsupervised mode) with the ResNet's
+    activations, at least ten times the input (its first layers alone hold more), and the
+    evaluation's latents, matched latents and encodings, float32.
+    """
+    images = session.local_batch(args.batch_size) * (2 if args.mode == "unsupervised" else 1)
+    pixels = 3 * math.prod(args.image_size or folder.image_shape()) if needs_images else 0
+    evaluation = args.n_eval_samples * (2 * folder.dim + 2 * layout.dim)
+    require_memory(4 * (11 * images * pixels + evaluation),
+                   f"--batch-size {args.batch_size} with --n-eval-samples {args.n_eval_samples}"
+                   + (f" at {'x'.join(map(str, args.image_size or folder.image_shape()))} px" if needs_images else ""),
+                   "lower them" + (" or --image-size" if needs_images else ""))
 
 
 def _train(args, session: Session, layout, folder, test_folder, needs_images: bool) -> dict:
