@@ -278,3 +278,15 @@ def test_3dident_sizes_and_counts_are_checked_before_anything_is_allocated(datas
 def test_kitti_flag_values_are_one_line(kitti_data, tmp_path, capsys, extra, want):
     _refused(capsys, main(_kitti(kitti_data, tmp_path / "out", *extra)), want)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("extra,want", [
+    (["--n-eval-samples", str(10**12)], "needs at least"),
+    (["--log-mcc", str(10**12)], "needs at least"),
+    (["--log-mcc", "-1"], "--log-mcc must be ≥ 0"),
+    (["--threads", str(10**12)], "--threads must be from 0 to"),
+    (["--model", "slowvae", "--gamma", "-1"], "--gamma must be ≥ 0"),
+])
+def test_kitti_evaluation_sizes_and_counts_are_one_line(kitti_data, tmp_path, capsys, extra, want):
+    _refused(capsys, main(_kitti(kitti_data, tmp_path / "out", *extra)), want)
+    assert not (tmp_path / "out").exists()

@@ -194,8 +194,13 @@ def check_args(args) -> None:
                         ("--kitti-max-delta-t", args.kitti_max_delta_t)):
         if value < 1:
             raise ClicaError(f"{flag} must be at least 1, got {value}")
-    if args.threads < 0:
-        raise ClicaError(f"--threads must be ≥ 0, got {args.threads}")
+    if not 0 <= args.threads <= 4 * (os.cpu_count() or 1):
+        raise ClicaError(f"--threads must be from 0 to {4 * (os.cpu_count() or 1)} (4 per CPU core), got {args.threads}")
+    if args.log_mcc < 0:
+        raise ClicaError(f"--log-mcc must be ≥ 0 (0: off), got {args.log_mcc}")
+    for flag, value in (("--beta", args.beta), ("--gamma", args.gamma)):
+        if value < 0:
+            raise ClicaError(f"{flag} must be ≥ 0 (a weight of the SlowVAE loss), got {value}")
     if args.num_workers < 0:
         raise ClicaError(f"--num-workers must be ≥ 0, got {args.num_workers}")
     if not args.lr > 0:
@@ -204,11 +209,13 @@ def check_args(args) -> None:
         if not 0 <= value < 1:
             raise ClicaError(f"{flag} must be in [0, 1) (an Adam moment's decay), got {value}")
     # a low estimate, before anything is allocated: the batches made ahead and in use (64×64 floats) with
-    # ten times as much for the activations, and the weights mapping to and from z (with gradients, Adam)
+    # ten times as much for the activations, the weights mapping to and from z (with gradients, Adam),
+    # and an evaluation's frame indices, factors and codes (float64)
     batch = args.batch_size * 64 * 64 * 4
-    require_memory((args.num_workers + 1) * batch + 10 * batch + 4 * 2 * 257 * args.z_dim * 4,
-                   f"--batch-size {args.batch_size} with --num-workers {args.num_workers} and --z-dim {args.z_dim}",
-                   "lower them")
+    evaluation = max(args.n_eval_samples, args.log_mcc) * 8 * (1 + 3 + 2 * args.z_dim)
+    require_memory((args.num_workers + 11) * batch + 4 * 2 * 257 * args.z_dim * 4 + evaluation,
+                   f"--batch-size {args.batch_size} with --num-workers {args.num_workers}, --z-dim {args.z_dim}, "
+                   f"--n-eval-samples {args.n_eval_samples} and --log-mcc {args.log_mcc}", "lower them")
     if args.rate_prior <= 0:
         raise ClicaError(f"--rate-prior must be positive, got {args.rate_prior}")
     if args.random_search and args.betavae and not args.search_beta:
