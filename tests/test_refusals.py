@@ -262,6 +262,9 @@ def test_load_of_an_intact_file_still_transforms(saved_ica):
     (["--workers", str(10**12), "--mode", "unsupervised"], "--workers must be from 0 to"),
     (["--batch-size", str(10**12), "--mode", "unsupervised"], "needs at least"),
     (["--n-eval-samples", str(10**12), "--mode", "unsupervised"], "needs at least"),
+    (["--threads", "-1", "--mode", "unsupervised"], "--threads must be from 0"),
+    (["--threads", str(10**12), "--mode", "unsupervised"], "--threads must be from 0"),
+    (["--identity-scale", "0", "--mode", "unsupervised"], "--identity-scale must not be 0"),
 ])
 def test_3dident_sizes_and_counts_are_checked_before_anything_is_allocated(dataset, tmp_path, capsys, extra, want):
     run = tmp_path / "run"

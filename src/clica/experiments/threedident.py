@@ -205,6 +205,11 @@ def check_arguments(args) -> None:
         raise ClicaError(f"--sigma must be positive, got {args.sigma}")
     if not args.lr > 0:
         raise ClicaError(f"--lr must be positive, got {args.lr}")
+    if args.threads is not None and not 0 <= args.threads <= 4 * (os.cpu_count() or 1):
+        raise ClicaError(f"--threads must be from 0 (torch's choice) to {4 * (os.cpu_count() or 1)} "
+                         f"(4 per CPU core), got {args.threads}")
+    if args.identity_scale == 0:
+        raise ClicaError("--identity-scale must not be 0: the identity solution would map every latent to 0")
     if args.faiss_omp_threads < 1:
         raise ClicaError(f"--faiss-omp-threads must be ≥ 1, got {args.faiss_omp_threads}")
     if args.batch_size < (2 if args.mode == "unsupervised" else 1):
