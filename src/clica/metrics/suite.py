@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from ._arrays import paired
 from .dci import dci
 from .mcc import mcc
