@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -91,8 +92,14 @@ def _load_csv(file: Path) -> np.ndarray:
 
 
 def run(args) -> int:
+    from sklearn.exceptions import ConvergenceWarning
+
     from ._arrays import paired
     from .suite import score
+
+    # disentanglement_lib's classifier settings (LogisticRegression's 100 iterations, LinearSVC) often
+    # stop before converging; that is part of the definition, not news for each run
+    warnings.simplefilter("ignore", ConvergenceWarning)
 
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     unknown = [m for m in metrics if m not in GENERATOR_FREE]
