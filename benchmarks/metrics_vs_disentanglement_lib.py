@@ -54,8 +54,15 @@ def reference_modules():
 
         renamed._renames_blacklist = True
         gin.configurable = renamed
-    from disentanglement_lib.evaluation.metrics import (beta_vae, dci, factor_vae, mig, modularity_explicitness,
-                                                        sap_score, utils)
+    from disentanglement_lib.evaluation.metrics import (
+        beta_vae,
+        dci,
+        factor_vae,
+        mig,
+        modularity_explicitness,
+        sap_score,
+        utils,
+    )
 
     gin.clear_config()
     gin.parse_config("discretizer.discretizer_fn = @histogram_discretizer\ndiscretizer.num_bins = 20")
@@ -143,7 +150,8 @@ def generator_scores(ref, num_train: int, num_eval: int) -> dict:
     kw = dict(batch_size=64, num_train=num_train, num_eval=num_eval)
     ours_b = beta_vae_score(data, toy_representation, np.random.RandomState(0), **kw)
     theirs_b = ref.beta_vae.compute_beta_vae_sklearn(data, toy_representation, np.random.RandomState(0), **kw)
-    ours_f = factor_vae_score(data, toy_representation, np.random.RandomState(0), num_variance_estimate=10_000, **kw)
+    ours_f = factor_vae_score(data, toy_representation, np.random.RandomState(0), num_variance_estimate=10_000,
+                              **kw)
     import gin
 
     gin.bind_parameter("prune_dims.threshold", 0.05)

@@ -5,8 +5,18 @@ import math
 import numpy as np
 import pytest
 
-from clica.metrics import (beta_vae_score, dci, explicitness, factor_vae_score, linear_r2, mcc, mig, modularity,
-                           sap, score)
+from clica.metrics import (
+    beta_vae_score,
+    dci,
+    explicitness,
+    factor_vae_score,
+    linear_r2,
+    mcc,
+    mig,
+    modularity,
+    sap,
+    score,
+)
 from clica.metrics.dci import completeness, disentanglement
 from clica.metrics.discrete import discrete_factors, entropy, histogram_discretize, mutual_information
 

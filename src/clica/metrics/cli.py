@@ -37,7 +37,8 @@ LABELS = {
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("codes", metavar="CODES", help="the representation: .npy, .npz or .csv, samples × dimensions")
-    p.add_argument("factors", metavar="FACTORS", help="the ground-truth factors: .npy, .npz or .csv, samples × dimensions")
+    p.add_argument("factors", metavar="FACTORS",
+                   help="the ground-truth factors: .npy, .npz or .csv, samples × dimensions")
     p.add_argument("--metrics", default=",".join(GENERATOR_FREE),
                    help="comma-separated metrics from: " + ", ".join(GENERATOR_FREE)
                         + " (modularity includes explicitness); BetaVAE and FactorVAE need a data generator, "

@@ -37,7 +37,8 @@ def random_state(seed) -> np.random.RandomState:
     return seed if isinstance(seed, np.random.RandomState) else np.random.RandomState(seed)
 
 
-def representations(representation: Representation, batches: Iterator[np.ndarray], chunk: int = 32) -> Iterator[np.ndarray]:
+def representations(representation: Representation, batches: Iterator[np.ndarray],
+                    chunk: int = 32) -> Iterator[np.ndarray]:
     """Each batch of observations encoded, as (batch, d) arrays, calling ``representation`` on up to
     ``chunk`` batches at once (the batches are drawn first, so the random draws keep their order)."""
     pending: list[np.ndarray] = []
