@@ -158,7 +158,8 @@ def generator_scores(ref, num_train: int, num_eval: int) -> dict:
     theirs_f = ref.factor_vae.compute_factor_vae(data, toy_representation, np.random.RandomState(0),
                                                  num_variance_estimate=10_000, **kw)
     return {"beta_vae": {"clica": ours_b._asdict(), "disentanglement_lib": theirs_b},
-            "factor_vae": {"clica": ours_f._asdict(), "disentanglement_lib": {k: float(v) for k, v in theirs_f.items()}}}
+            "factor_vae": {"clica": ours_f._asdict(),
+                           "disentanglement_lib": {k: float(v) for k, v in theirs_f.items()}}}
 
 
 def main() -> None:
