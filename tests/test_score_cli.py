@@ -96,13 +96,15 @@ def _bad_files(tmp_path, codes, factors):
         "metric": (good_c, good_f, ["--metrics", "mig,beta_vae"], "choose from mcc, r2, mig, dci, sap, modularity"),
         "fraction": (good_c, good_f, ["--train-fraction", "1.2"], "train_fraction must be between 0 and 1"),
         "bins": (good_c, good_f, ["--num-bins", "1"], "--num-bins must be at least 2"),
+        "few codes": (_write(tmp_path / "c2.npy", codes[:, :2]), good_f, [], "at least as many codes as factors (3)"),
         "constant": (good_c, _write(tmp_path / "const.npy", np.c_[factors[:, :2], np.ones(400)]),
                      ["--metrics", "mig"], "take a single value"),
     }
 
 
 @pytest.mark.parametrize("case", ["nan", "count", "transposed", "3-D", "two arrays", "pickled", "unreadable",
-                                  "missing", "text csv", "suffix", "metric", "fraction", "bins", "constant"])
+                                  "missing", "text csv", "suffix", "metric", "fraction", "bins", "few codes",
+                                  "constant"])
 def test_bad_inputs_are_one_line_and_exit_2(tmp_path, capsys, arrays, case):
     codes_file, factors_file, flags, message = _bad_files(tmp_path, *arrays)[case]
     code, out, err = _score(capsys, codes_file, factors_file, *flags)

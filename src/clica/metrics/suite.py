@@ -75,6 +75,9 @@ def score(codes, factors, metrics=GENERATOR_FREE, train_fraction: float = 0.8, n
     train, test = (codes[:n_train], factors[:n_train]), (codes[n_train:], factors[n_train:])
     out = {}
     if "mcc" in metrics:
+        if codes.shape[1] < factors.shape[1]:
+            raise ValueError(f"MCC matches each factor to its own code: it needs at least as many codes as "
+                             f"factors ({factors.shape[1]}), got {codes.shape[1]}")
         out["mcc"] = mcc(factors, codes).score
     if "r2" in metrics:
         out["r2"] = linear_fit(factors, codes, n_train=n_train).r2
