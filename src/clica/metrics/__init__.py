@@ -5,7 +5,7 @@ MIG, DCI, SAP, Modularity and Explicitness, the BetaVAE and FactorVAE scores are
 disentanglement_lib defines them (what each measures and misses: docs/metrics.md).
 """
 
-from ._arrays import to_numpy
+from ._arrays import constant_columns, to_numpy
 from .beta_vae import BetaVAEScore, beta_vae_score
 from .dci import DCIResult, dci
 from .factor_vae import FactorVAEScore, factor_vae_score
@@ -13,7 +13,7 @@ from .ground_truth import GroundTruthData
 from .mcc import MCCResult, correlation_matrix, mcc
 from .mig import mig
 from .modularity import Explicitness, explicitness, modularity
-from .r2 import LinearFit, constant_columns, linear_fit, linear_r2
+from .r2 import LinearFit, linear_fit, linear_r2
 from .sap import sap
 from .suite import GENERATOR_FREE, score
 

@@ -46,9 +46,14 @@ def paired(codes, factors, codes_name: str = "codes", factors_name: str = "facto
     return _not_wide(codes_name, checked(codes_name, codes, len(factors), factors_name)), factors
 
 
+def constant_columns(z) -> list[int]:
+    """Indices of the columns of ``z`` that take a single value (no variance to explain)."""
+    z = to_numpy(z)
+    return [int(i) for i in np.flatnonzero(np.ptp(z, axis=0) == 0)] if len(z) else []
+
+
 def require_varying(name: str, factors: np.ndarray) -> None:
     """Refuse factor columns that take one value: they have no entropy, no classes to predict."""
-    constant = np.flatnonzero(np.ptp(factors, axis=0) == 0) if len(factors) else []
-    if len(constant):
-        raise ValueError(f"{name} column(s) {[int(i) for i in constant]} take a single value: "
-                         f"the metric is undefined for them")
+    constant = constant_columns(factors)
+    if constant:
+        raise ValueError(f"{name} column(s) {constant} take a single value: the metric is undefined for them")

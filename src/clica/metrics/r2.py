@@ -7,21 +7,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._arrays import checked, to_numpy
+from ._arrays import checked, constant_columns, to_numpy
 
-__all__ = ["constant_columns", "LinearFit", "linear_fit", "linear_r2"]
+__all__ = ["LinearFit", "linear_fit", "linear_r2"]
 
 
 def _r2_per_dim(y: np.ndarray, pred: np.ndarray) -> np.ndarray:
     ss_res = ((y - pred) ** 2).sum(0)
     ss_tot = ((y - y.mean(0)) ** 2).sum(0)
     return 1.0 - ss_res / ss_tot
-
-
-def constant_columns(z) -> list[int]:
-    """Indices of the columns of ``z`` that take a single value (no variance to explain)."""
-    z = to_numpy(z)
-    return [int(i) for i in np.flatnonzero(np.ptp(z, axis=0) == 0)] if len(z) else []
 
 
 @dataclass
