@@ -123,15 +123,17 @@ def clica_score(codes, factors, fast_dci: bool = False) -> tuple[dict, float]:
     return json.loads(out.stdout), elapsed
 
 
-def reference_scores(ref, codes, factors, train_fraction: float = 0.8) -> dict:
+def reference_scores(ref, codes, factors, train_fraction: float = 0.8, with_dci: bool = True) -> dict:
     """disentanglement_lib's numbers on the same split: it takes dimensions × samples arrays."""
     n_train = math.ceil(len(codes) * train_fraction)
     mus, ys = codes.T, factors.T
     mus_train, mus_test, ys_train, ys_test = mus[:, :n_train], mus[:, n_train:], ys[:, :n_train], ys[:, n_train:]
     out = {"mig": ref.mig._compute_mig(mus_train, ys_train)["discrete_mig"]}
-    d = ref.dci._compute_dci(mus_train, ys_train, mus_test, ys_test)
-    out.update(dci_disentanglement=d["disentanglement"], dci_completeness=d["completeness"],
-               dci_informativeness_train=d["informativeness_train"], dci_informativeness_test=d["informativeness_test"])
+    if with_dci:
+        d = ref.dci._compute_dci(mus_train, ys_train, mus_test, ys_test)
+        out.update(dci_disentanglement=d["disentanglement"], dci_completeness=d["completeness"],
+                   dci_informativeness_train=d["informativeness_train"],
+                   dci_informativeness_test=d["informativeness_test"])
     out["sap"] = ref.sap._compute_sap(mus_train, ys_train, mus_test, ys_test, False)["SAP_score"]
     mi = ref.utils.discrete_mutual_info(ref.utils.make_discretizer(mus_train), ys_train)
     out["modularity"] = ref.modularity.modularity(mi)

@@ -200,3 +200,30 @@ def test_bad_inputs_are_one_line_value_errors(call, message):
     with pytest.raises(ValueError, match=message) as exc:
         call(codes, factors)
     assert "\n" not in str(exc.value)
+
+
+def test_equal_to_disentanglement_lib_where_it_is_installed():
+    """MIG, Modularity, Explicitness and SAP exactly, BetaVAE and FactorVAE from the same seed
+    (benchmarks/metrics_vs_disentanglement_lib.py does it all, DCI included, at full size)."""
+    pytest.importorskip("disentanglement_lib")
+    pytest.importorskip("gin")
+    import importlib.util
+    import sys
+    from pathlib import Path
+    from unittest import mock
+
+    path = Path(__file__).parents[1] / "benchmarks" / "metrics_vs_disentanglement_lib.py"
+    spec = importlib.util.spec_from_file_location("metrics_vs_disentanglement_lib", path)
+    bench = importlib.util.module_from_spec(spec)
+    with mock.patch.dict(sys.modules):  # the stubs it adds go again
+        spec.loader.exec_module(bench)
+        ref = bench.reference_modules()
+        codes, factors = bench.make_arrays(600)
+        theirs = bench.reference_scores(ref, codes, factors, with_dci=False)
+        generator = bench.generator_scores(ref, 200, 100)
+    ours = score(codes, factors, ["mig", "sap", "modularity"])
+    for key in ("mig", "modularity", "sap", "explicitness_train", "explicitness_test"):
+        assert ours[key] == pytest.approx(theirs[key], abs=1e-9), key
+    for name in ("beta_vae", "factor_vae"):
+        for key in ("train_accuracy", "eval_accuracy"):
+            assert generator[name]["clica"][key] == generator[name]["disentanglement_lib"][key]
