@@ -22,7 +22,8 @@ DESCRIPTION = (
     ".npz with one array, or .csv (comma-separated numbers, an optional header line), samples × dimensions, "
     "row i of both the same sample. The first --train-fraction of rows (in file order) is the train split, "
     "the rest the test split: MIG and Modularity use the train split; DCI, SAP and Explicitness fit on the "
-    "train split and score both; linear R² fits its affine map (factors from codes) on the train split and "
+    "train split and score the test split (DCI and Explicitness the train split too); linear R² fits its "
+    "affine map (factors from codes) on the train split and "
     "scores the test split; MCC uses all rows. Factors with more distinct values than --num-bins are binned "
     "for MIG, DCI, SAP and Modularity/Explicitness."
 )
