@@ -2,7 +2,8 @@
 estimator) against disentanglement_lib's ``_compute_dci`` on the same arrays (10,000 samples,
 10 codes, 5 factors, the first 80 % to fit). Needs disentanglement_lib, as
 ``metrics_vs_disentanglement_lib.py``. The reference's trees take ``random_state=None``; clica's
-take seeds 0, 1, ... (one per repeat).
+take seeds 0, 1, ... (one per repeat). Each round runs all three, so that the load of a shared
+machine falls on each alike.
 
     OMP_NUM_THREADS=1 python benchmarks/metrics_speed.py --repeats 3
 """
@@ -40,15 +41,17 @@ def main() -> None:
     print(f"DCI on {len(codes)} samples ({n} to fit), {codes.shape[1]} codes, {factors.shape[1]} factors, "
           f"{args.repeats} run(s) each; values: mean (max − min)")
     print(f"{'':<34}{'seconds':>8}" + "".join(f"{k:>24}" for k in KEYS))
-    for name, run in runs.items():
-        seconds, values = [], []
-        for i in range(args.repeats):
+    seconds = {name: [] for name in runs}
+    values = {name: [] for name in runs}
+    for i in range(args.repeats):  # round by round, so that a shared machine's load falls on all alike
+        for name, run in runs.items():
             t0 = time.perf_counter()
             result = run(i)
-            seconds.append(time.perf_counter() - t0)
-            values.append([result[k] for k in KEYS])
-        v = np.array(values)
-        print(f"{name:<34}{np.mean(seconds):>8.1f}"
+            seconds[name].append(time.perf_counter() - t0)
+            values[name].append([result[k] for k in KEYS])
+    for name in runs:
+        v = np.array(values[name])
+        print(f"{name:<34}{np.mean(seconds[name]):>8.1f}"
               + "".join(f"{m:>14.5f} ({s:.1e})" for m, s in zip(v.mean(0), np.ptp(v, axis=0))))
 
 
