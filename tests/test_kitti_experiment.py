@@ -81,7 +81,10 @@ def test_augment_flag_reaches_the_pair_loader(tmp_path, data_dir, monkeypatch, f
     (["--random-seeds", "--evaluate"], "--evaluate"),
     (["--random-search", "--betavae"], "--search-beta"),
     (["--batch-size", "15"], "even"),
-    (["--specify", "dci"], "mcc"),
+    (["--specify", "xyz"], "selects no metric: choose from mcc, mig, dci, sap_score"),
+    (["--specify", "mcc_beta_vae_sklearn"], "beta_vae_sklearn and factor_vae_metric, which need a dataset with a "
+                                            "ground-truth generator"),
+    (["--specify", "factor_vae_metric"], "factor_vae_metric, which need"),
 ])
 def test_unsupported_flags_are_one_line_errors(tmp_path, data_dir, capsys, flags, match):
     assert _run(tmp_path, data_dir, "--max-iter", "1", *flags) == 2
@@ -148,6 +151,13 @@ def test_short_training_improves_mcc_then_resumes_and_evaluates(tmp_path, data_d
     assert "MCC" in capsys.readouterr().out
     assert _run(tmp_path, data_dir, "--evaluate", "--seed", "6") == 2
     assert "no checkpoint" in capsys.readouterr().err
+
+    # --specify: the original's metric names, the generator-free ones written beside mcc.json
+    assert _run(tmp_path, data_dir, "--evaluate", "--seed", "5", "--box-norm", "1",
+                "--specify", "mcc_mig_modularity_explicitness") == 0
+    scores = json.loads((run / "evaluation" / "last" / "disentanglement.json").read_text())
+    assert set(scores) >= {"mig", "modularity", "explicitness_test", "n_train", "n_test"} and "sap" not in scores
+    assert scores["n_train"] == 240 and 0 <= scores["mig"] <= 1 and "results in" in capsys.readouterr().out
 
 
 def test_resume_is_exact(tmp_path, data_dir):

@@ -23,6 +23,7 @@ COMMANDS = {
     "render": ("clica.render.cli", "generate the 3DIdent dataset: latents, images, previews, stats"),
     "data": ("clica.data.cli", "make offline datasets (synthetic KITTI Masks)"),
     "table": ("clica.experiments.table", "the paper's identifiability grid over seeds, run on Ray"),
+    "score": ("clica.metrics.cli", "score a representation against ground-truth factors (MCC, R², MIG, DCI, ...)"),
     "rerun": ("clica.experiments.rerun", "run a run folder's config.json again (same settings and seed) into a new folder"),
 }
 

@@ -5,10 +5,11 @@ most ``--kitti-max-delta-t`` apart, with the Lp InfoNCE loss (``--p``, τ = 1,
 optional learnable box output ``--box-norm 1``), or, with
 ``--model slowvae``, the SlowVAE baseline (``--beta --gamma --rate-prior``,
 ``--betavae`` for γ = 0). After training, and with ``--evaluate`` from a
-checkpoint, it scores the representation by MCC as the original did.
+checkpoint, it scores the representation by MCC as the original did, and with ``--specify`` by the
+generator-free metrics of the original's suite (MIG, DCI, SAP, Modularity and Explicitness).
 
 Folders (as the original): results in ``<output-dir>/<experiment-dir>/<seed>``
-(config.json, metrics.jsonl, summary.json, evaluation/<ckpt-name>/mcc.json),
+(config.json, metrics.jsonl, summary.json, evaluation/<ckpt-name>/mcc.json and disentanglement.json),
 checkpoints in ``<ckpt-dir>/<experiment-dir>/<seed>`` ("last" every
 ``--save-step`` and at the end, "<iter>" every 50,000 iterations), TensorBoard
 logs in ``<log-dir>/<experiment-dir>/<seed>`` with ``--use-writer``.
@@ -49,6 +50,9 @@ DESCRIPTION = (
 )
 
 NUMBERED_CHECKPOINT_EVERY = 50_000
+# the original's metric configs (--specify names) -> clica.metrics.suite names; None: needs a generator
+METRICS = {"mcc": "mcc", "mig": "mig", "dci": "dci", "sap_score": "sap", "modularity_explicitness": "modularity",
+           "beta_vae_sklearn": None, "factor_vae_metric": None}
 SUPPORTED_DATASETS = ("kittimasks",)
 # flags of the original that only concern datasets we do not support: an error when given
 UNSUPPORTED_DATASET_FLAGS = {
@@ -93,8 +97,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "or kittimasks_<max-delta-t>/slowvae_<beta>_<gamma>_<rate-prior> for SlowVAE")
     p.add_argument("--evaluate", action="store_true", help="evaluate the checkpoint --ckpt-name instead of training")
     p.add_argument("--specify", type=str, default="",
-                   help="use argument to only compute a subset of metrics ('_'-separated name parts; "
-                        "KITTI Masks has one metric, 'mcc')")
+                   help="use argument to only compute a subset of metrics: the original's names "
+                        f"({', '.join(METRICS)}), '_'-separated; a metric is computed when a part occurs in "
+                        "its name, e.g. mcc_mig_dci. Empty: MCC only. MCC is always computed (the summary); "
+                        "the others go to evaluation/<ckpt-name>/disentanglement.json. "
+                        "beta_vae_sklearn and factor_vae_metric need a data generator, which KITTI Masks lacks")
     p.add_argument("--random-search", action="store_true",
                    help="random search: --num_runs draws of seed and SlowVAE beta/gamma/rate-prior as the original")
     p.add_argument("--random-seeds", action="store_true",
@@ -224,8 +231,22 @@ def check_args(args) -> None:
         raise ClicaError("--evaluate cannot be combined with --random-search or --random-seeds")
     if args.random_search and args.random_seeds:
         raise ClicaError("choose one of --random-search and --random-seeds")
-    if args.specify and not any(part and part in "mcc" for part in args.specify.split("_")):
-        raise ClicaError(f"--specify {args.specify!r} selects no metric: KITTI Masks is scored by 'mcc' only")
+    specified_metrics(args.specify)
+
+
+def specified_metrics(specify: str) -> list[str]:
+    """The original's metric names that ``--specify`` selects (a name is selected when a '_'-separated
+    part of ``specify`` occurs in it; empty: mcc); those that need a data generator are refused."""
+    parts = [part for part in specify.split("_") if part]
+    chosen = [name for name in METRICS if any(part in name for part in parts)] if parts else ["mcc"]
+    if not chosen:
+        raise ClicaError(f"--specify {specify!r} selects no metric: choose from {', '.join(METRICS)}")
+    generator = [name for name in chosen if METRICS[name] is None]
+    if generator:
+        raise ClicaError(f"--specify {specify!r} selects {' and '.join(generator)}, which need a dataset with a "
+                         f"ground-truth generator (factors sampled, then observations made from them); KITTI Masks "
+                         f"are real video masks with none")
+    return chosen
 
 
 # --------------------------------------------------------------------------- models
@@ -476,6 +497,9 @@ def _evaluate_and_save(args, net, dataset, session: Session, iteration: int, con
                elapsed_s=round(time.monotonic() - t0, 2))
     out_dir = session.run.path / "evaluation" / args.ckpt_name
     atomic_write_json(out_dir / "mcc.json", res)
+    others = [METRICS[name] for name in specified_metrics(args.specify) if name != "mcc"]
+    if others:
+        _save_disentanglement(z, hz, others, out_dir / "disentanglement.json", args.specify)
 
     def figure() -> Path:
         from ..plots import true_vs_predicted
@@ -505,6 +529,21 @@ def _evaluate_and_save(args, net, dataset, session: Session, iteration: int, con
     print(f"seed {config['seed']}: MCC {res['mcc']:.4f} ({args.model}, iteration {iteration}); "
           f"results in {out_dir / 'mcc.json'}", flush=True)
     return summary
+
+
+def _save_disentanglement(z: np.ndarray, hz: np.ndarray, metrics: list[str], path: Path, specify: str) -> None:
+    """Score the encoded evaluation frames by ``clica.metrics.score`` (the factors binned into 20 bins,
+    the first 80 % of frames the train split, as ``clica score``) and write them as JSON."""
+    from ..metrics import score
+
+    t0 = time.monotonic()
+    try:
+        scores = score(hz, z, metrics, seed=0)
+    except ValueError as exc:
+        raise ClicaError(f"--specify {specify}: {exc}") from None
+    atomic_write_json(path, {**scores, "factors": list(FACTOR_NAMES), "specify": specify,
+                             "elapsed_s": round(time.monotonic() - t0, 2)})
+    print(", ".join(f"{k} {v:.4f}" for k, v in scores.items() if isinstance(v, float)) + f"; results in {path}")
 
 
 # --------------------------------------------------------------------------- entry point
