@@ -33,6 +33,7 @@ __all__ = [
     "write_error",
     "atomic_write_json",
     "atomic_torch_save",
+    "EVALUATION_SEED",
     "resolve_seed",
     "seed_everything",
     "resolve_device",
@@ -129,10 +130,15 @@ def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def resolve_seed(seed: int | None) -> int:
-    """The seed to use: ``seed`` itself, or a fresh random one when it is ``None``."""
+EVALUATION_SEED = 0
+
+
+def resolve_seed(seed: int | None, evaluation: bool = False) -> int:
+    """The seed to use: ``seed`` itself; without one, :data:`EVALUATION_SEED` for a run that only
+    evaluates (a measurement repeats: the same samples on every call) and a fresh random one for
+    training (as the original drew one; it is recorded)."""
     if seed is None:
-        return int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
+        return EVALUATION_SEED if evaluation else int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
     return int(seed)
 
 

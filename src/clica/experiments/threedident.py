@@ -138,7 +138,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--run-dir", default=None,
                    help="Run folder (config, metrics.jsonl, checkpoints, summary, figure); run the same "
                         "command with the same --run-dir to resume (default: runs/3dident-MODE-TIME)")
-    g.add_argument("--seed", type=int, default=None, help="Seed of everything (drawn and recorded if omitted)")
+    g.add_argument("--seed", type=int, default=None,
+                   help="Seed of everything. If omitted: training draws one (recorded in config.json), "
+                        "--mode test uses 0, so the same evaluation prints the same scores on every call")
     g.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     g.add_argument("--identity-scale", type=float, default=1.0,
                    help="Scale s of h(z) = s·z for --identity-mixing-and-solution")
@@ -451,7 +453,7 @@ def _train(args, session: Session, layout, folder, test_folder, needs_images: bo
     run_dir, state = _open_run(args, session)
     if args.mode == "test" and not session.is_main:
         return {}  # evaluation runs once
-    args.seed = session.seed(args.seed)
+    args.seed = session.seed(args.seed, evaluation=args.mode == "test")
     seed_everything(args.seed)
     device = session.device
     if args.threads:
