@@ -1,7 +1,7 @@
 """Run folders, seeds, devices and atomic file writes shared by all experiments.
 
-A run folder holds ``config.json`` (every setting, the seed actually used and
-library versions), ``metrics.jsonl`` (one JSON object per log step),
+A run folder holds ``config.json`` (every setting, the seed actually used,
+library versions and torch's thread count), ``metrics.jsonl`` (one JSON object per log step),
 checkpoints (``*.pt``) and a final ``summary.json``. Every file is written
 atomically (temporary name, then rename) so an interrupted run never leaves a
 truncated file behind.
@@ -341,7 +341,12 @@ class RunDir:
 
     # config -----------------------------------------------------------------
     def write_config(self, config: dict) -> None:
-        atomic_write_json(self.file("config.json"), {**config, "versions": library_versions()})
+        """``config`` with the library versions and torch's thread count: the numbers of torch's CPU
+        reductions depend on how many threads split them, so ``clica rerun`` uses the same count."""
+        import torch
+
+        atomic_write_json(self.file("config.json"), {**config, "versions": library_versions(),
+                                                     "torch_threads": torch.get_num_threads()})
 
     def read_config(self) -> dict:
         path = self.file("config.json")
