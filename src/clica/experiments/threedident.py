@@ -476,7 +476,7 @@ def _train(args, session: Session, layout, folder, test_folder, needs_images: bo
         from ..mixing import invertible_mlp
 
         g = invertible_mlp(layout.dim, n_layers=3, act_fct="leaky_relu", cond_thresh_ratio=0.0,
-                           n_iter_cond_thresh=25000, seed=args.seed).to(device)
+                           n_iter_cond_thresh=25000, seed=args.seed, say=print).to(device)
         for prm in g.parameters():
             prm.requires_grad_(False)
     if args.identity_mixing_and_solution:
