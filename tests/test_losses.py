@@ -249,7 +249,8 @@ def _kernel_outputs(threads: int) -> list[torch.Tensor]:
     torch.set_num_threads(threads)
     try:
         g = torch.Generator().manual_seed(2)
-        a, b = torch.randn(700, 7, generator=g, requires_grad=True), torch.randn(1000, 7, generator=g, requires_grad=True)
+        a = torch.randn(700, 7, generator=g, requires_grad=True)
+        b = torch.randn(1000, 7, generator=g, requires_grad=True)
         out = []
         for p in (1.0, 2.0, 1.5):
             lse = L.negative_logsumexp(a, b, p, True, 0.2)

@@ -69,7 +69,8 @@ def test_rerun_uses_the_torch_thread_count_of_the_run(tmp_path, capsys):
 
 
 def test_side_by_side_marks_the_scores_that_differ():
-    original = {"seed": 1, "train_time_s": 3.0, "phases": {"u": {"mcc": 0.5, "linear_mean": 0.25}}, "r2_per_latent": [1]}
+    original = {"seed": 1, "train_time_s": 3.0, "phases": {"u": {"mcc": 0.5, "linear_mean": 0.25}},
+                "r2_per_latent": [1]}
     table = side_by_side(original, {**original, "train_time_s": 4.0, "phases": {"u": {"mcc": 0.5, "linear_mean": 0.5}}})
     lines = table.splitlines()
     assert [line.split()[0] for line in lines[2:-1]] == ["seed", "phases.u.mcc", "phases.u.linear_mean"]

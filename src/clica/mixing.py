@@ -18,7 +18,6 @@ original's matrices, bit for bit.
 from __future__ import annotations
 
 import threading
-import time
 from contextlib import contextmanager
 from typing import Callable
 
@@ -75,7 +74,7 @@ def random_well_conditioned(n: int, n_matrices: int, threshold: float, generator
     search. After ``max_draws`` candidates the best-conditioned ones not taken complete the set, lowest
     first, among the candidates drawn and ``seen`` (matrices and condition numbers drawn before)."""
     found: list[torch.Tensor] = []
-    best = seen if seen is not None else (torch.empty(0, n, n, dtype=torch.float64), torch.empty(0, dtype=torch.float64))
+    best = seen or (torch.empty(0, n, n, dtype=torch.float64), torch.empty(0, dtype=torch.float64))
     drawn = 0
     while len(found) < n_matrices and (max_draws is None or drawn < max_draws):
         cand = _column_normalised((chunk, n, n), generator)
