@@ -48,12 +48,16 @@ def table(n: int, rows: list[dict]) -> str:
     return line
 
 
+HEADER = ("| n | draws at most | seeds with the original's mixing | build time median / max (s) | others: worst "
+          "layer's condition number / threshold, median / max | others: its quantile among random matrices, "
+          "median / max |\n|---|---|---|---|---|---|")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, nargs="+", default=[4, 10, 20])
     p.add_argument("--seeds", type=int, default=100, help="seeds 0 … SEEDS-1")
     args = p.parse_args()
-    lines = []
     for n in args.n:
         rows = []
         for seed in range(args.seeds):
@@ -61,11 +65,7 @@ def main() -> None:
             r = rows[-1]
             print(f"n={n} seed={seed} {r['seconds']:.2f}s threshold {r['threshold']:.4f} worst layer "
                   f"{r['worst']:.4f} fallback layers {r['fallback']}", flush=True)
-        lines.append(table(n, rows))
-    print("| n | draws at most | seeds with the original's mixing | build time median / max (s) | "
-          "others: worst layer's condition number / threshold, median / max | others: its quantile among "
-          "random matrices, median / max |\n|---|---|---|---|---|---|")
-    print("\n".join(lines))
+        print(f"{HEADER}\n{table(n, rows)}", flush=True)
 
 
 if __name__ == "__main__":
