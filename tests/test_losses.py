@@ -1,6 +1,7 @@
 """Losses against straightforward reference formulas: values and gradients."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -240,6 +241,48 @@ def test_rows_of_a_batch_are_their_terms_of_the_whole_batch(make, rows, B):
     part.per_item.sum().backward()
     torch.testing.assert_close(h1.grad, g1, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(h2.grad, g2, rtol=1e-4, atol=1e-5)
+
+
+def _kernel_outputs(threads: int) -> list[torch.Tensor]:
+    """The fused kernels' lse and gradients for fixed inputs, on ``threads`` torch threads."""
+    own = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        g = torch.Generator().manual_seed(2)
+        a = torch.randn(700, 7, generator=g, requires_grad=True)
+        b = torch.randn(1000, 7, generator=g, requires_grad=True)
+        out = []
+        for p in (1.0, 2.0, 1.5):
+            lse = L.negative_logsumexp(a, b, p, True, 0.2)
+            out += [lse, *torch.autograd.grad((lse * torch.linspace(-1, 1, 700)).sum(), (a, b))]
+        return out
+    finally:
+        torch.set_num_threads(own)
+
+
+def test_fused_kernels_give_the_same_bits_on_any_thread_count():
+    """The backward pass summed b's gradient over one chunk of rows per quarter thread: a rerun on
+    another thread count trained on other numbers."""
+    for x, y in zip(_kernel_outputs(1), _kernel_outputs(2)):
+        assert torch.equal(x, y)
+
+
+def test_fused_kernels_give_the_same_bits_compiled_or_cached(tmp_path):
+    """numba compiled the kernels on a cold cache into code that summed in another order than the code
+    it cached (``fastmath`` let LLVM reassociate): the first run after a fresh clone differed from every
+    later one."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import hashlib, test_losses as t; "
+            "print(hashlib.sha1(b''.join(x.detach().numpy().tobytes() for x in t._kernel_outputs(1))).hexdigest())")
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba"),
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), *sys.path])}
+    cold, warm = (subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                                 env=env).stdout for _ in range(2))
+    assert any((tmp_path / "numba").rglob("*.nbi")), "the first run did not fill the cache"
+    assert cold == warm
 
 
 def test_rows_outside_the_batch_are_refused():

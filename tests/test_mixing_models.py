@@ -83,3 +83,54 @@ def test_to_device_cpu_uses_channels_last_and_keeps_outputs_and_state():
             torch.testing.assert_close(a.contiguous(), b, rtol=1e-4, atol=1e-5)
     for k, v in net.state_dict().items():
         torch.testing.assert_close(v, ref.state_dict()[k])
+
+
+def _weights_hash(g) -> str:
+    import hashlib
+
+    return hashlib.sha1(b"".join(p.numpy().tobytes() for p in g.parameters())).hexdigest()[:16]
+
+
+@pytest.mark.parametrize("n,layers,ratio,pool,seed,expected", [
+    # computed with the unbounded search (commit 3471d44): seeds it finished keep their mixing bit for bit
+    (3, 3, 0.0, 25000, 9, "555b14d58b088217"),
+    (5, 2, 0.25, 1000, 3, "1cde392c23079d6f"),
+    pytest.param(4, 3, 0.0, 25000, 0, "fbeb341249834741", marks=pytest.mark.slow),
+    pytest.param(10, 3, 0.0, 25000, 0, "ed3097b60d69912a", marks=pytest.mark.slow),
+    pytest.param(10, 3, 0.0, 25000, 2, "dad3e5c8dd0c534f", marks=pytest.mark.slow),
+])
+def test_bounded_search_keeps_the_original_mixing_where_it_finished(n, layers, ratio, pool, seed, expected):
+    g = invertible_mlp(n, layers, cond_thresh_ratio=ratio, n_iter_cond_thresh=pool, seed=seed, say=None)
+    assert _weights_hash(g) == expected and g.fallback_layers == 0
+    assert max(g.condition_numbers) <= g.condition_threshold
+
+
+def test_a_seed_whose_search_would_not_end_builds_in_seconds_and_says_so(monkeypatch):
+    """`clica mlp --n 4 --seed 1` waited more than 300 s for three matrices better than the best of 25,000."""
+    import threading
+
+    from clica import mixing
+
+    monkeypatch.setattr(mixing, "SAY_AFTER_S", 0.0)
+    said, built = [], []
+    worker = threading.Thread(target=lambda: built.append(invertible_mlp(
+        4, 3, cond_thresh_ratio=0.0, n_iter_cond_thresh=25000, seed=1, say=said.append)), daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert built, "the mixing was not built within 60 s"
+    g = built[0]
+    assert g.fallback_layers == 3 and max(g.condition_numbers) < 1.2 * g.condition_threshold
+    assert said[0].startswith("building the mixing g: searching random 4×4 matrices")
+    assert said[1].startswith("note: 626,688 draws found 0 of the 3 mixing matrices")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n", [4, 10, 20])
+def test_every_seed_builds_its_mixing_within_seconds(n):
+    import time
+
+    for seed in range(100):
+        t = time.perf_counter()
+        g = invertible_mlp(n, 3, cond_thresh_ratio=0.0, n_iter_cond_thresh=25000, seed=seed, say=None)
+        assert time.perf_counter() - t < 30, (n, seed)
+        assert max(g.condition_numbers) < 1.5 * g.condition_threshold

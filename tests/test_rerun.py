@@ -7,6 +7,7 @@ import pytest
 from clica.cli import build_parser, main
 from clica.errors import ClicaError
 from clica.experiments.kitti import KittiConfig, run_kitti
+from clica.experiments.rerun import side_by_side
 from clica.experiments.threedident import ThreeDIdentConfig, run_3dident
 
 from test_threedident import make_folder
@@ -42,6 +43,40 @@ def test_mlp_rerun_recreates_the_run(tmp_path, capsys):
     assert _summary(run / "summary.json") == _summary(again / "summary.json")
     assert main(["rerun", str(run)]) == 2  # the rerun folder holds a run now
     assert "already holds a run" in capsys.readouterr().err
+
+
+def test_rerun_uses_the_torch_thread_count_of_the_run(tmp_path, capsys):
+    """torch's CPU reductions split by thread count: a rerun on another count (another OMP_NUM_THREADS, a
+    machine shared differently) trained on other numbers from step 1 on."""
+    import torch
+
+    run, own = tmp_path / "m", torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert main(["mlp", "--preset", "headline", "--n", "4", "--batch-size", "256", "--n-steps", "2",
+                     "--n-log-steps", "1", "--num-eval-batches", "1", "--seed", "9", "--save-dir", str(run)]) == 0
+        torch.set_num_threads(2)
+        capsys.readouterr()
+        assert main(["rerun", str(run)]) == 0
+        assert torch.get_num_threads() == 2  # the caller's count is left as it was
+    finally:
+        torch.set_num_threads(own)
+    out = capsys.readouterr().out
+    assert "torch threads 1" in out and "all 7 scores are the same" in out, out
+    again = tmp_path / "m-rerun"
+    assert json.loads((again / "config.json").read_text())["torch_threads"] == 1
+    assert _summary(run / "summary.json") == _summary(again / "summary.json")
+
+
+def test_side_by_side_marks_the_scores_that_differ():
+    original = {"seed": 1, "train_time_s": 3.0, "phases": {"u": {"mcc": 0.5, "linear_mean": 0.25}},
+                "r2_per_latent": [1]}
+    table = side_by_side(original, {**original, "train_time_s": 4.0, "phases": {"u": {"mcc": 0.5, "linear_mean": 0.5}}})
+    lines = table.splitlines()
+    assert [line.split()[0] for line in lines[2:-1]] == ["seed", "phases.u.mcc", "phases.u.linear_mean"]
+    assert lines[-2].endswith("differs") and not lines[-3].endswith("differs")
+    assert lines[-1] == "1 of 3 scores differ"
+    assert "has no summary.json" in side_by_side(None, original)
 
 
 def test_kitti_from_python_and_rerun(tmp_path, monkeypatch):

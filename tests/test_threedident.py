@@ -661,6 +661,22 @@ def test_test_mode_uses_the_statistics_the_model_was_trained_with(folder10, tmp_
     assert seen[-1] == ((0.6, 0.5, 0.4), (0.3, 0.3, 0.3)) and "carries no image statistics" in capsys.readouterr().out
 
 
+def test_test_mode_without_a_seed_repeats_its_scores(folder10, tmp_path):
+    """An evaluation is a measurement: without --seed, --mode test samples from the fixed seed 0."""
+    model = tmp_path / "f.pt"
+    assert main(_cli(folder10, tmp_path, "--non-periodic-rotation-and-color", "--save-model", str(model),
+                     "--run-dir", str(tmp_path / "run"))) == 0
+    test = _cli(folder10, tmp_path, "--non-periodic-rotation-and-color", "--mode", "test", "--load-model", str(model),
+                "--n-eval-samples", "40")
+    del test[test.index("--seed"):test.index("--seed") + 2]
+    runs = [tmp_path / f"t{k}" for k in range(2)]
+    for run in runs:
+        assert main([*test, "--run-dir", str(run)]) == 0
+    first, second = (json.loads((run / "summary.json").read_text()) for run in runs)
+    assert first["seed"] == second["seed"] == 0
+    assert (first["r2"], first["mcc"]) == (second["r2"], second["mcc"])
+
+
 def test_a_locked_run_folder_is_refused(folder10, tmp_path, capsys):
     from clica.runs import FolderLock
 

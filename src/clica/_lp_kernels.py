@@ -5,6 +5,11 @@ The forward pass streams over the pairs row by row in float32 (vectorised
 distances and a vectorised exp) and keeps only the softmax weights W (one B×M
 float32 matrix); the backward pass makes one fused sweep over the pairs that
 produces the gradients w.r.t. both a and b. No B×M×n tensor ever exists.
+
+The results are the same bits on every call for the same inputs, whatever compiled them and on however
+many threads: the float flags leave out reassociation (with it LLVM chose the order of the sums, and the
+code numba compiled on a cold cache summed in another order than the code it cached), sums over j go in
+one fixed order (:func:`_pairwise_sum`), and the backward pass splits the rows into a fixed number of chunks.
 """
 
 from __future__ import annotations
@@ -14,11 +19,40 @@ import math
 import numba
 import numpy as np
 
-_OPTS = dict(parallel=True, fastmath=True, cache=True, nogil=True)
+# no NaN/inf and no signed zeros to honour (vectorised min), but no reassociation, contraction into
+# fused multiply-adds, reciprocals or approximate functions: those leave rounding to the compiler
+_FAST = {"nnan", "ninf", "nsz"}
+_OPTS = dict(parallel=True, fastmath=_FAST, cache=True, nogil=True)
+_INLINE = dict(fastmath=_FAST, cache=True, inline="always")
 _LOG2E = np.float32(1.4426950408889634)
+CHUNKS = 32  # row chunks of the backward pass: fixed, so its sums do not depend on the thread count
 
 
-@numba.njit(fastmath=True, cache=True, inline="always")
+@numba.njit(**_INLINE)
+def _pairwise_sum(x, tmp):
+    """Σ x (len(x) ≥ 1) in one fixed order: fold the upper half onto the lower half (an odd last element
+    stays) until one value is left. Each fold is a vectorisable loop without reassociation; the first
+    reads x, the others work in ``tmp`` (scratch of len(x) floats)."""
+    m = x.shape[0]
+    h = m // 2
+    for j in range(h):
+        tmp[j] = x[j] + x[j + h]
+    if m % 2:
+        tmp[h] = x[m - 1]
+        h += 1
+    m = h
+    while m > 1:
+        h = m // 2
+        for j in range(h):
+            tmp[j] += tmp[j + h]
+        if m % 2:
+            tmp[h] = tmp[m - 1]
+            h += 1
+        m = h
+    return tmp[0]
+
+
+@numba.njit(**_INLINE)
 def _dist_row(a, i, bT, p, pw, out):
     """out[j] = D(a_i, b_j) for all j; bT is b transposed (n × M)."""
     n, m = bT.shape
@@ -46,7 +80,7 @@ def _dist_row(a, i, bT, p, pw, out):
             out[j] = out[j] ** inv
 
 
-@numba.njit(fastmath=True, cache=True, inline="always")
+@numba.njit(**_INLINE)
 def _exp_nonpositive(x, out, bits):
     """out = exp(x) for x ≤ 0, vectorisable: 2^(x·log2 e) = 2^k · poly(f), |f| ≤ 1/2 (rel. error ~1e-7)."""
     for j in range(x.shape[0]):
@@ -73,6 +107,7 @@ def lse_forward(a, bT, p, pw, tau, diag):
     for i in numba.prange(rows):
         buf = np.empty(m, dtype=np.float32)
         bits = np.empty(m, dtype=np.int32)
+        tmp = np.empty(m, dtype=np.float32)
         _dist_row(a, i, bT, p, pw, buf)
         if diag >= 0:
             buf[i + diag] = np.float32(np.inf)
@@ -86,9 +121,7 @@ def lse_forward(a, bT, p, pw, tau, diag):
         _exp_nonpositive(buf, w, bits)
         if diag >= 0:
             w[i + diag] = np.float32(0.0)
-        s = np.float32(0.0)
-        for j in range(m):
-            s += w[j]
+        s = _pairwise_sum(w, tmp)
         inv_s = np.float32(1.0) / s
         for j in range(m):
             w[j] *= inv_s
@@ -96,17 +129,46 @@ def lse_forward(a, bT, p, pw, tau, diag):
     return lse, W
 
 
+@numba.njit(**_INLINE)
+def _slopes(aik, row, w, p, out, gb):
+    """out[j] = w[j]·∂|aik - row[j]|^p/∂aik, subtracted from gb[j] (the gradient w.r.t. row[j])."""
+    m = row.shape[0]
+    if p == 1.0:
+        for j in range(m):
+            d = aik - row[j]
+            out[j] = w[j] if d > 0 else (-w[j] if d < 0 else np.float32(0.0))
+            gb[j] -= out[j]
+    elif p == 2.0:
+        for j in range(m):
+            out[j] = np.float32(2.0) * w[j] * (aik - row[j])
+            gb[j] -= out[j]
+    elif p == 3.0:  # d/dd |d|³ = 3·d·|d|
+        for j in range(m):
+            d = aik - row[j]
+            out[j] = np.float32(3.0) * w[j] * d * abs(d)
+            gb[j] -= out[j]
+    else:
+        for j in range(m):
+            d = aik - row[j]
+            mag = np.float32(p) * abs(d) ** np.float32(p - 1.0) if d != 0 else np.float32(0.0)
+            out[j] = w[j] * mag if d > 0 else -w[j] * mag
+            gb[j] -= out[j]
+
+
 @numba.njit(**_OPTS)
-def lse_backward(a, bT, W, g, p, pw, tau, n_chunks):
+def lse_backward(a, bT, W, g, p, pw, tau):
     """Gradients of Σ_i g_i·lse_i w.r.t. a (rows × n) and b (returned transposed, n × M)."""
     rows, n = a.shape
     m = bT.shape[1]
+    n_chunks = min(CHUNKS, rows)
     grad_a = np.zeros((rows, n), dtype=np.float32)
     partial = np.zeros((n_chunks, n, m), dtype=np.float32)
     per = (rows + n_chunks - 1) // n_chunks
     for c in numba.prange(n_chunks):
         w = np.empty(m, dtype=np.float32)
         dist = np.empty(m, dtype=np.float32)
+        slope = np.empty(m, dtype=np.float32)
+        tmp = np.empty(m, dtype=np.float32)
         for i in range(c * per, min(rows, (c + 1) * per)):
             coeff = np.float32(-g[i] / tau)
             for j in range(m):
@@ -116,35 +178,8 @@ def lse_backward(a, bT, W, g, p, pw, tau, n_chunks):
                 for j in range(m):
                     w[j] *= dist[j] ** np.float32(1.0 - p) / np.float32(p) if dist[j] > 0 else np.float32(0.0)
             for k in range(n):
-                aik = a[i, k]
-                row = bT[k]
-                gb = partial[c, k]
-                acc = np.float32(0.0)
-                if p == 1.0:
-                    for j in range(m):
-                        d = aik - row[j]
-                        s = w[j] if d > 0 else (-w[j] if d < 0 else np.float32(0.0))
-                        acc += s
-                        gb[j] -= s
-                elif p == 2.0:
-                    for j in range(m):
-                        s = np.float32(2.0) * w[j] * (aik - row[j])
-                        acc += s
-                        gb[j] -= s
-                elif p == 3.0:  # d/dd |d|³ = 3·d·|d| (also under D = S^(1/p): w is scaled above)
-                    for j in range(m):
-                        d = aik - row[j]
-                        s = np.float32(3.0) * w[j] * d * abs(d)
-                        acc += s
-                        gb[j] -= s
-                else:
-                    for j in range(m):
-                        d = aik - row[j]
-                        mag = np.float32(p) * abs(d) ** np.float32(p - 1.0) if d != 0 else np.float32(0.0)
-                        s = w[j] * mag if d > 0 else -w[j] * mag
-                        acc += s
-                        gb[j] -= s
-                grad_a[i, k] = acc
+                _slopes(a[i, k], bT[k], w, p, slope, partial[c, k])
+                grad_a[i, k] = _pairwise_sum(slope, tmp)
     grad_bT = np.zeros((n, m), dtype=np.float32)
     for c in range(n_chunks):
         grad_bT += partial[c]

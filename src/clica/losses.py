@@ -143,9 +143,8 @@ class _NegativeLogSumExpCPU(torch.autograd.Function):
         a, _ = ctx.saved_tensors
         W, bT, p, pow, tau = ctx.stash
         del ctx.stash
-        n_chunks = max(1, min(torch.get_num_threads() * 4, a.shape[0]))
         grad_a, grad_bT = K.lse_backward(a.detach().contiguous().numpy(), bT, W,
-                                         grad_out.float().contiguous().numpy(), p, pow, tau, n_chunks)
+                                         grad_out.float().contiguous().numpy(), p, pow, tau)
         return (torch.from_numpy(grad_a), torch.from_numpy(np.ascontiguousarray(grad_bT.T)),
                 None, None, None, None)
 

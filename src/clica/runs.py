@@ -1,7 +1,7 @@
 """Run folders, seeds, devices and atomic file writes shared by all experiments.
 
-A run folder holds ``config.json`` (every setting, the seed actually used and
-library versions), ``metrics.jsonl`` (one JSON object per log step),
+A run folder holds ``config.json`` (every setting, the seed actually used,
+library versions and torch's thread count), ``metrics.jsonl`` (one JSON object per log step),
 checkpoints (``*.pt``) and a final ``summary.json``. Every file is written
 atomically (temporary name, then rename) so an interrupted run never leaves a
 truncated file behind.
@@ -36,6 +36,7 @@ __all__ = [
     "atomic_torch_save",
     "SEED_MAX",
     "check_seed",
+    "EVALUATION_SEED",
     "resolve_seed",
     "seed_everything",
     "resolve_device",
@@ -145,6 +146,7 @@ def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
 # Seeds are whole numbers 0 … 2³² − 1 (NumPy's range; torch takes 64 bits, and derived stream seeds
 # such as ``seed * 7919 + k`` must stay within them).
 SEED_MAX = 2**32 - 1
+EVALUATION_SEED = 0
 
 
 def check_seed(seed: int | None, name: str = "--seed") -> None:
@@ -155,10 +157,12 @@ def check_seed(seed: int | None, name: str = "--seed") -> None:
         raise ClicaError(f"{name} must be a whole number from 0 to {SEED_MAX}, got {seed}")
 
 
-def resolve_seed(seed: int | None) -> int:
-    """The seed to use: ``seed`` itself (checked by :func:`check_seed`), or a fresh random one when it is ``None``."""
+def resolve_seed(seed: int | None, evaluation: bool = False) -> int:
+    """The seed to use: ``seed`` itself (checked by :func:`check_seed`); without one, :data:`EVALUATION_SEED`
+    for a run that only evaluates (a measurement repeats: the same samples on every call) and a fresh
+    random one for training (as the original drew one; it is recorded)."""
     if seed is None:
-        return int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
+        return EVALUATION_SEED if evaluation else int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
     check_seed(seed)
     return int(seed)
 
@@ -373,7 +377,12 @@ class RunDir:
 
     # config -----------------------------------------------------------------
     def write_config(self, config: dict) -> None:
-        atomic_write_json(self.file("config.json"), {**config, "versions": library_versions()})
+        """``config`` with the library versions and torch's thread count: the numbers of torch's CPU
+        reductions depend on how many threads split them, so ``clica rerun`` uses the same count."""
+        import torch
+
+        atomic_write_json(self.file("config.json"), {**config, "versions": library_versions(),
+                                                     "torch_threads": torch.get_num_threads()})
 
     def read_config(self) -> dict:
         path = self.file("config.json")

@@ -34,8 +34,8 @@ from ..metrics import mcc
 from ..models import output_normalization, to_device
 from ..models.conv import ConvEncoderNet, ConvVAE
 from ..resources import require_memory
-from ..runs import (RunDir, atomic_write_json, check_fields, load_module_state, load_optimizer_state, loading,
-                    resolve_device, seed_everything)
+from ..runs import (EVALUATION_SEED, RunDir, atomic_write_json, check_fields, load_module_state,
+                    load_optimizer_state, loading, resolve_device, seed_everything)
 from ..slowvae import SlowVAELoss
 from ..training import require_finite
 from .flags import config_class
@@ -95,7 +95,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--experiment-dir", type=str, default="",
                    help="specify path; empty: kittimasks_<max-delta-t>/<p>_<box-norm>, "
                         "or kittimasks_<max-delta-t>/slowvae_<beta>_<gamma>_<rate-prior> for SlowVAE")
-    p.add_argument("--evaluate", action="store_true", help="evaluate the checkpoint --ckpt-name instead of training")
+    p.add_argument("--evaluate", action="store_true",
+                   help="evaluate the checkpoint --ckpt-name instead of training; the frames and the noise "
+                        "rows come from a fixed seed (0, as after training), so every call prints the same MCC")
     p.add_argument("--specify", type=str, default="",
                    help="use argument to only compute a subset of metrics: the original's names "
                         f"({', '.join(METRICS)}), '_'-separated; a metric is computed when a part occurs in "
@@ -491,7 +493,7 @@ def _evaluate_and_save(args, net, dataset, session: Session, iteration: int, con
     if not session.is_main:
         return {}
     t0 = time.monotonic()
-    res = evaluate_mcc(net, dataset, session.device, args.n_eval_samples, args.correlation, seed=0)
+    res = evaluate_mcc(net, dataset, session.device, args.n_eval_samples, args.correlation, seed=EVALUATION_SEED)
     z, hz, assign = res.pop("_z"), res.pop("_hz"), res.pop("_assign")
     res.update(iteration=iteration, checkpoint=args.ckpt_name, model=args.model,
                elapsed_s=round(time.monotonic() - t0, 2))

@@ -225,10 +225,11 @@ class MLPConfig:
         return out
 
 
-def build_mixing(cfg: MLPConfig) -> torch.nn.Module:
-    """The run's mixing g: the original's random invertible MLP, drawn from ``cfg.seed``."""
+def build_mixing(cfg: MLPConfig, say=print) -> torch.nn.Module:
+    """The run's mixing g: the original's random invertible MLP, drawn from ``cfg.seed`` (a bounded
+    search, see :mod:`clica.mixing`; ``say`` gets its lines)."""
     return mixing.invertible_mlp(cfg.n, cfg.n_mixing_layer, cfg.act_fct, cond_thresh_ratio=0.0,
-                                 n_iter_cond_thresh=MIXING_POOL, seed=cfg.seed)
+                                 n_iter_cond_thresh=MIXING_POOL, seed=cfg.seed, say=say)
 
 
 def build_encoder(cfg: MLPConfig, phase_index: int, device=None) -> torch.nn.Module:
@@ -256,7 +257,7 @@ class MLPExperiment:
         self.cfg, self.session = cfg, session
         self.device = session.device
         self.latent = cfg.latent_space()
-        self.g = build_mixing(cfg).to(self.device)
+        self.g = build_mixing(cfg, session.echo).to(self.device)
         eval_gen = self._generator(1)
         self.z_eval = self.latent.sample_marginal(EVAL_SIZE, eval_gen, self.device)
         self.x_eval = self.g(self.z_eval)

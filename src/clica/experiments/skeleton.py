@@ -71,9 +71,10 @@ class Session:
         """Rank 0's ``value`` on every rank (a drawn seed, a folder named after the time)."""
         return distributed.broadcast(value, self.world)
 
-    def seed(self, seed: int | None) -> int:
-        """``seed``, or one drawn on rank 0 and shared, so every rank builds the same mixing and model."""
-        return self.agree(resolve_seed(seed))
+    def seed(self, seed: int | None, evaluation: bool = False) -> int:
+        """``seed``, or (see :func:`~clica.runs.resolve_seed`) the fixed evaluation seed or one drawn on
+        rank 0 and shared, so every rank builds the same mixing and model."""
+        return self.agree(resolve_seed(seed, evaluation))
 
     def default_folder(self, name: str) -> str:
         """``runs/NAME`` with ``{time}`` in ``name`` filled in: the same on every rank."""

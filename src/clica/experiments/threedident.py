@@ -141,7 +141,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="Run folder (config, metrics.jsonl, checkpoints, summary, figure): new, empty, or a clica "
                         "3dident run, which the same command resumes; a folder holding anything else is refused "
                         "(default: runs/3dident-MODE-TIME)")
-    g.add_argument("--seed", type=int, default=None, help="Seed of everything (drawn and recorded if omitted)")
+    g.add_argument("--seed", type=int, default=None,
+                   help="Seed of everything, 0 … 2^32-1. If omitted: training draws one (recorded in config.json), "
+                        "--mode test uses 0, so the same evaluation prints the same scores on every call")
     g.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     g.add_argument("--identity-scale", type=float, default=1.0,
                    help="Scale s of h(z) = s·z for --identity-mixing-and-solution")
@@ -493,7 +495,7 @@ def _train(args, session: Session, layout, folder, test_folder, needs_images: bo
     run_dir, state = _open_run(args, session)
     if args.mode == "test" and not session.is_main:
         return {}  # evaluation runs once
-    args.seed = session.seed(args.seed)
+    args.seed = session.seed(args.seed, evaluation=args.mode == "test")
     seed_everything(args.seed)
     device = session.device
     if args.threads:
@@ -516,7 +518,7 @@ def _train(args, session: Session, layout, folder, test_folder, needs_images: bo
         from ..mixing import invertible_mlp
 
         g = invertible_mlp(layout.dim, n_layers=3, act_fct="leaky_relu", cond_thresh_ratio=0.0,
-                           n_iter_cond_thresh=25000, seed=args.seed).to(device)
+                           n_iter_cond_thresh=25000, seed=args.seed, say=print).to(device)
         for prm in g.parameters():
             prm.requires_grad_(False)
     if args.identity_mixing_and_solution:
