@@ -95,7 +95,8 @@ def test_short_run_learns_and_writes_run_folder(tmp_path, capsys):
         assert (run / name).stat().st_size > 0
 
 
-@pytest.mark.parametrize("space", [["--space-type", "sphere", "--c-p", "0", "--c-param", "10", "--p", "0", "--sphere-r", "2"],
+@pytest.mark.parametrize("space", [["--space-type", "sphere", "--c-p", "0", "--c-param", "10", "--p", "0",
+                                    "--sphere-r", "2"],
                                    ["--space-type", "unbounded", "--m-p", "2", "--c-p", "3"],
                                    ["--box-norm", "--c-p", "1", "--p", "1.5"]])
 def test_other_settings_run(tmp_path, space):
@@ -209,7 +210,8 @@ def test_resumed_run_counts_time_on_and_refuses_a_new_cosine_length(tmp_path, mo
     # a constant schedule may continue to a new length (said); a cosine schedule may not
     assert main([*argv, "--n-steps", "10", "--resume-training"]) == 0
     assert "--n-steps changed from 8 to 10" in capsys.readouterr().out
-    cos = ["mlp", *TINY, "--n-steps", "4", "--only-unsupervised", "--lr-schedule", "cosine", "--save-dir", str(tmp_path / "c")]
+    cos = ["mlp", *TINY, "--n-steps", "4", "--only-unsupervised", "--lr-schedule", "cosine",
+           "--save-dir", str(tmp_path / "c")]
     assert main(cos) == 0
     assert main([*cos, "--n-steps", "6", "--resume-training"]) == 2
     assert "cosine" in capsys.readouterr().err

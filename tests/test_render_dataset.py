@@ -14,8 +14,15 @@ from PIL import Image
 
 from clica.cli import main
 from clica.errors import ClicaError
-from clica.render import (LatentOptions, compute_stats, image_name_width, make_dataset, render_images,
-                          shard_indices, write_latents)
+from clica.render import (
+    LatentOptions,
+    compute_stats,
+    image_name_width,
+    make_dataset,
+    render_images,
+    shard_indices,
+    write_latents,
+)
 
 SIZE = 32
 

@@ -157,7 +157,8 @@ def test_a_run_records_the_training_time_at_which_mcc_first_reached_the_threshol
 def test_the_table_gives_the_median_time_to_mcc_over_the_seeds_that_got_there(tmp_path):
     rows = [tiny("box-laplace-l1"), tiny("box-normal-l2"), tiny("real-normal-l2")]
     base = {"r2": 0.9, "mcc": 0.99, "seconds": 50.0, "status": "ok", "error": "", "host": "h"}
-    records = [{**base, "row": "box-laplace-l1", "seed": s, "seconds_to_mcc": t} for s, t in enumerate((10.0, 30.0, None))]
+    records = [{**base, "row": "box-laplace-l1", "seed": s, "seconds_to_mcc": t}
+               for s, t in enumerate((10.0, 30.0, None))]
     records += [{**base, "row": "box-normal-l2", "seed": 0, "seconds_to_mcc": None},
                 {**base, "row": "real-normal-l2", "seed": 0}]  # recorded by no run (an older version)
     table.write_outputs(rows, records, tmp_path, steps=None, total_s=1.0)

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+
 # torchvision.models must be imported before any headless GL (Mesa llvmpipe) context exists in this
 # process: importing it afterwards segfaults (seen with torch 2.14 / torchvision 0.29 / Mesa 22). Test
 # modules are imported at collection, before any render test runs.
 import torchvision.models  # noqa: F401
-import torch
 from PIL import Image
 
 from clica.cli import main
@@ -510,7 +511,8 @@ def test_load_model_saved_by_the_original(tmp_path):
     torch.testing.assert_close(g[2].weight, f[2].weight)
     state.pop("module.2.weight")
     torch.save(state, tmp_path / "broken.pt")
-    with pytest.raises(ClicaError, match=r"cannot load .*broken\.pt into this encoder: 1 missing key \(e\.g\. 2\.weight\)"):
+    with pytest.raises(ClicaError, match=r"cannot load .*broken\.pt into this encoder: 1 missing key \(e\.g\. "
+                                         r"2\.weight\)"):
         load_state(build_encoder(args, layout), tmp_path / "broken.pt")
 
 

@@ -24,7 +24,8 @@ COMMANDS = {
     "render": ("clica.render.cli", "generate the 3DIdent dataset: latents, images, previews, stats"),
     "data": ("clica.data.cli", "make offline datasets (synthetic KITTI Masks)"),
     "table": ("clica.experiments.table", "the paper's identifiability grid over seeds, run on Ray"),
-    "rerun": ("clica.experiments.rerun", "run a run folder's config.json again (same settings and seed) into a new folder"),
+    "rerun": ("clica.experiments.rerun", "run a run folder's config.json again (same settings and seed) into a new "
+                                         "folder"),
 }
 
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["to_numpy", "constant_columns", "LinearFit", "linear_fit", "linear_r2", "correlation_matrix", "MCCResult", "mcc"]
+__all__ = ["to_numpy", "constant_columns", "LinearFit", "linear_fit", "linear_r2", "correlation_matrix", "MCCResult",
+           "mcc"]
 
 
 def to_numpy(x) -> np.ndarray:

@@ -611,7 +611,8 @@ def load_normalization(root: str | os.PathLike) -> tuple[tuple[float, ...], tupl
                 mean = tuple(float(v) for v in data["mean"])
                 std = tuple(float(v) for v in data["std"])
             except Exception as exc:
-                raise ClicaError(f"{p} is malformed ({exc}); it must be JSON with 'mean' and 'std' lists of 3 floats") from None
+                raise ClicaError(f"{p} is malformed ({exc}); it must be JSON with 'mean' and 'std' lists of 3 "
+                                 f"floats") from None
             if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
                 raise ClicaError(f"{p} must hold 3 means and 3 positive stds, found {mean}, {std}")
             if max(mean) > 1.5:  # stored in 0..255 pixel units

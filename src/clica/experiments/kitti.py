@@ -32,8 +32,16 @@ from ..losses import LpInfoNCE
 from ..metrics import mcc
 from ..models import output_normalization, to_device
 from ..models.conv import ConvEncoderNet, ConvVAE
-from ..runs import (RunDir, atomic_write_json, check_fields, load_module_state, load_optimizer_state, loading,
-                    resolve_device, seed_everything)
+from ..runs import (
+    RunDir,
+    atomic_write_json,
+    check_fields,
+    load_module_state,
+    load_optimizer_state,
+    loading,
+    resolve_device,
+    seed_everything,
+)
 from ..slowvae import SlowVAELoss
 from ..training import require_finite
 from .flags import config_class

@@ -22,8 +22,16 @@ from torch import nn
 
 from ..errors import ClicaError
 from ..models import to_device
-from ..runs import (RunDir, atomic_torch_save, check_fields, load_module_state, load_optimizer_state,
-                    load_torch_file, resolve_device, seed_everything)
+from ..runs import (
+    RunDir,
+    atomic_torch_save,
+    check_fields,
+    load_module_state,
+    load_optimizer_state,
+    load_torch_file,
+    resolve_device,
+    seed_everything,
+)
 from ..training import require_finite
 from .flags import config_class, resume_hint
 from .skeleton import Session

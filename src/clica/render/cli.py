@@ -215,7 +215,8 @@ def _preview(args) -> int:
         labels = [f"row {i}" for i in rows] if (args.from_folder or args.latents_file) else None
         print(f"wrote {write_grid(args.grid, latents, image_size=args.image_size, labels=labels, **settings)}")
     if args.sweep:
-        print(f"wrote {write_sweep(args.sweep, image_size=args.image_size, steps=args.steps, zoom=args.zoom, **settings)}")
+        path = write_sweep(args.sweep, image_size=args.image_size, steps=args.steps, zoom=args.zoom, **settings)
+        print(f"wrote {path}")
     return 0
 
 
