@@ -423,6 +423,11 @@ def test_save_load_test_mode_and_resume(folder10, tmp_path, capsys):
     assert "resuming" in out and "from step 2" in out
     steps = [json.loads(l)["step"] for l in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3]
+    # fewer steps than the run already has: refused in one line
+    args[args.index("--iterations") + 1] = "2"
+    assert main(args) == 2
+    assert "already trained 3 steps, more than --iterations 2" in capsys.readouterr().err
+    args[args.index("--iterations") + 1] = "3"
     # a different setting in the same folder is refused
     args2 = list(args) + ["--sigma", "0.2"]
     assert main(args2) == 2

@@ -364,6 +364,8 @@ def _run_one(args, seed: int, dataset: KittiMasks, data_path: Path, session: Ses
         start = state.get("iter", 0)
         if start < 0:
             raise ClicaError(f"{ckpt_path} is not a KITTI checkpoint: iteration {start}")
+    if state is not None and not args.evaluate:
+        session.require_not_past(start, max_iter, "--max-iter")
     if args.evaluate:
         if state is None:
             raise ClicaError(f"--evaluate: no checkpoint {ckpt_path}; train first or "

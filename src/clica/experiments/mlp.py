@@ -135,6 +135,14 @@ class MLPConfig:
         self.latent_space().sample_pair(256, torch.Generator().manual_seed(0))
 
     @classmethod
+    def from_preset(cls, name: str, **overrides) -> "MLPConfig":
+        """The settings of ``clica mlp --preset NAME``, with any field overridden: the Python twin of
+        ``clica mlp --preset headline --n-steps 50 --seed 0`` is ``from_preset("headline", n_steps=50, seed=0)``."""
+        if name not in PRESETS:
+            raise ClicaError(f"unknown preset {name!r}; choose one of {', '.join(sorted(PRESETS))}")
+        return cls(**{**PRESETS[name], "extra": {"preset": name}, **overrides})
+
+    @classmethod
     def from_dict(cls, config: dict) -> "MLPConfig":
         """The settings of a saved ``config.json`` (its other entries, such as versions, are left out)."""
         return cls(**{k: v for k, v in config.items() if k in cls.__dataclass_fields__})
@@ -360,6 +368,8 @@ def _run(cfg: MLPConfig, session: Session, resume: bool) -> dict:
                              what="an MLP checkpoint")
         if state is not None:
             _check_checkpoint(state, run.file("checkpoint.pt"), cfg)
+            session.require_not_past(_n_steps_trained(state, cfg, saved_cfg.get("n_steps", 0)), cfg.n_steps,
+                                     "--n-steps")
     elif saved is not None:
         raise ClicaError(f"{run.path} already holds a run; use --resume-training to continue it or choose another "
                          "--save-dir")
@@ -459,6 +469,14 @@ def _check_new_length(cfg: MLPConfig, saved_steps, echo) -> None:
                          f"spans its {saved_steps} steps; resume with --n-steps {saved_steps}")
     echo(f"note: --n-steps changed from {saved_steps} to {cfg.n_steps}: the run continues to the new length "
          "(constant learning rate, so the steps already taken are unchanged)")
+
+
+def _n_steps_trained(state: dict, cfg: MLPConfig, saved_n_steps: int) -> int:
+    """The run's training so far in units of --n-steps: a finished earlier phase counts its full
+    length, the checkpoint's phase its steps over the phase's multiple (--more-unsupervised)."""
+    index = state["phase_index"]
+    multiple = cfg.phases()[index][1] // cfg.n_steps
+    return max(saved_n_steps if index > 0 else 0, math.ceil(state["step"] / multiple))
 
 
 def _check_checkpoint(state, path, cfg: MLPConfig) -> None:

@@ -505,6 +505,7 @@ def _train(args, session: Session, layout, folder, test_folder, needs_images: bo
         start_step, window = state["step"], state.get("window", {})
         if start_step < 0:
             raise ClicaError(f"{ckpt_path} is not a 3dident checkpoint: step {start_step}")
+        session.require_not_past(start_step, args.iterations, "--iterations")
         print(f"resuming {run_dir.path} from step {start_step}")
     elif args.load_model is not None:
         model_normalization = load_state(f, args.load_model, encoder_name(args, layout))
@@ -629,7 +630,7 @@ def _train(args, session: Session, layout, folder, test_folder, needs_images: bo
             print(f"Model saved as {path}")
 
     t0 = time.monotonic()
-    if start_step >= args.iterations:
+    if start_step == args.iterations:
         print(f"{run_dir.path} already finished {start_step} steps; evaluating")
         if session.is_main:
             do_eval(start_step)
