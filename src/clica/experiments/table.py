@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ClicaError
+from ..extras import need
 from ..runs import RunDir, append_line, atomic_write_bytes, atomic_write_json
 from .mlp import PRESETS
 
@@ -279,9 +280,9 @@ def run_table(rows: list[Row], seeds: list[int], output_dir: str | Path, steps: 
 
     Returns one record per (row, seed): ``row, seed, r2, mcc, seconds, status, error, host, config``.
     """
-    import ray
-
     from ..progress import Progress
+
+    ray = need("ray")
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)

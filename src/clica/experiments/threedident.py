@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import extras
 from ..errors import ClicaError
 from ..models import to_device
 from ..runs import (
@@ -425,6 +426,7 @@ def run_3dident(cfg, run_dir=None) -> dict:
     """Train (or with ``mode="test"`` evaluate) as ``clica 3dident`` does with these settings (a
     :data:`ThreeDIdentConfig`), in ``run_dir`` (default: ``cfg.run_dir``, else a new folder under
     runs/); return the summary written to ``summary.json``."""
+    extras.require("3dident")
     if cfg.offline_dataset is None:
         raise ClicaError("--offline-dataset is required: the 3DIdent folder to train on")
     args = cfg.copy(**({"run_dir": str(run_dir)} if run_dir is not None else {}))

@@ -9,6 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ClicaError
+from ..extras import require
+
+# the subcommands that render images, with the [render] extra's OpenGL
+RENDERING = ("dataset", "images", "preview")
 
 DESCRIPTION = """Generate the 3DIdent dataset in the published folder format:
 `dataset` does it all in one go (latents, images, stats; rerun it to finish an interrupted one),
@@ -123,6 +127,8 @@ def run(args) -> int:
     handler = getattr(args, "_render", None)
     if handler is None:
         raise ClicaError("choose a subcommand: dataset, latents, images, preview or stats (see clica render -h)")
+    if args.render_command in RENDERING:
+        require("render")
     return int(handler(args) or 0)
 
 
