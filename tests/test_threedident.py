@@ -701,3 +701,14 @@ def test_image_cache_on_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, mon
     with pytest.raises(ClicaError, match="no space left on device while writing"):
         td.build_image_cache(td.ThreeDIdentFolder.open(folder), progress=False)
     assert not list((folder / "cache").iterdir())
+
+
+def test_a_python_config_takes_the_image_size_as_the_flag_does():
+    """ThreeDIdentConfig(image_size=32), the README's twin of --image-size 32, failed deep in the loader."""
+    from clica.experiments.threedident import image_size_of
+
+    assert image_size_of(32) == image_size_of("32") == (32, 32)
+    assert image_size_of("32x48") == image_size_of((32, 48)) == image_size_of([32, 48]) == (32, 48)
+    assert image_size_of(None) is None
+    with pytest.raises(ClicaError, match="--image-size"):
+        image_size_of(4)

@@ -79,6 +79,17 @@ def _image_size(value: str) -> tuple[int, int]:
     return tuple(parts)
 
 
+def image_size_of(value) -> tuple[int, int] | None:
+    """``image_size`` as the CLI gives it, (H, W), from a config's 32, "32", "32x48" or (32, 48)."""
+    if value is None:
+        return None
+    text = "x".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
+    try:
+        return _image_size(text)
+    except argparse.ArgumentTypeError as exc:
+        raise ClicaError(f"--image-size: {exc}") from None
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", default=512, type=int,
                    help="Images per step (unsupervised: pairs; the other images of the batch are the negatives)")
@@ -430,6 +441,7 @@ def run_3dident(cfg, run_dir=None) -> dict:
     if cfg.offline_dataset is None:
         raise ClicaError("--offline-dataset is required: the 3DIdent folder to train on")
     args = cfg.copy(**({"run_dir": str(run_dir)} if run_dir is not None else {}))
+    args.image_size = image_size_of(args.image_size)
     session = Session(resolve_device(args.device, args.no_cuda))
     if args.run_dir is None:
         args.run_dir = session.default_folder(f"3dident-{args.mode}-{{time}}")
