@@ -34,14 +34,18 @@ def clica(*argv: str) -> None:
 
 
 def small_png(source: Path, target: Path, max_bytes: int = MAX_BYTES) -> Path:
-    """Copy ``source`` to ``target`` as a PNG under ``max_bytes``: 256 colours, then halving the width."""
+    """Copy ``source`` to ``target`` as a PNG under ``max_bytes``: as it is, else in 256 colours, else
+    smaller by a quarter at a time."""
     image = Image.open(source).convert("RGB")
-    while True:
+    for reduced in (image, image.quantize(256, method=Image.Quantize.MEDIANCUT)):
         buf = io.BytesIO()
-        image.quantize(256, method=Image.Quantize.MEDIANCUT).save(buf, "PNG", optimize=True)
+        reduced.save(buf, "PNG", optimize=True)
         if buf.tell() <= max_bytes:
             break
+    while buf.tell() > max_bytes:
         image = image.resize((image.width * 3 // 4, image.height * 3 // 4), Image.LANCZOS)
+        buf = io.BytesIO()
+        image.quantize(256, method=Image.Quantize.MEDIANCUT).save(buf, "PNG", optimize=True)
     target.write_bytes(buf.getvalue())
     print(f"wrote {target} ({buf.tell() // 1000} KB, {image.width}×{image.height})")
     return target
