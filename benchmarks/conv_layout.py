@@ -21,7 +21,6 @@ from clica.models import to_device
 from clica.models.conv import ConvEncoderNet, ConvVAE
 from clica.models.resnet import resnet_encoder
 
-
 # name → (model factory, input shape, what the step's loss reads from the output)
 MODELS = {
     "rn18-64": (lambda: resnet_encoder("rn18", 10), (128, 3, 64, 64), lambda out: out),  # 64 pairs at 64 px

@@ -27,8 +27,14 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from clica.data.kitti_masks import (KittiMasks, PairLoader, Prefetcher, SyntheticConfig, generate_synthetic,
-                                    load_kitti_pickle)
+from clica.data.kitti_masks import (
+    KittiMasks,
+    PairLoader,
+    Prefetcher,
+    SyntheticConfig,
+    generate_synthetic,
+    load_kitti_pickle,
+)
 from clica.losses import LpInfoNCE
 from clica.models import output_normalization
 from clica.models.conv import ConvEncoderNet
@@ -135,10 +141,10 @@ def main() -> None:
     for w in a.workers:
         dl = DataLoader(PerSamplePairs(masks, latents), batch_size=a.batch_size // 2, shuffle=True,
                         num_workers=w, drop_last=True, collate_fn=collate_pairs, persistent_workers=w > 0)
-        it = _forever(dl)
-        rows.append((f"per-sample PIL loader, {w} workers", *measure(lambda: next(it), a.seconds),
-                     *measure(lambda: next(it), a.seconds, train)))
-        del it, dl
+        next_batch = _forever(dl).__next__
+        rows.append((f"per-sample PIL loader, {w} workers", *measure(next_batch, a.seconds),
+                     *measure(next_batch, a.seconds, train)))
+        del next_batch, dl
     print(f"\n{'loader':36s} {'batches/s':>10s} {'cpu ms/batch':>13s} {'train steps/s':>14s} {'cpu ms/step':>12s}")
     for name, lb, lc, tb, tc in rows:
         print(f"{name:36s} {lb:10.1f} {lc * 1e3:13.1f} {tb:14.2f} {tc * 1e3:12.1f}")

@@ -38,7 +38,10 @@ SCALES = tuple(float(a) for a in np.geomspace(0.1, 1.6, 49).round(3))
 
 
 def rotation(n: int, angle: float | None, seed: int) -> torch.Tensor:
-    """exp(A), A a random skew-symmetric matrix with entries of size about ``angle``; None: a random orthogonal matrix."""
+    """exp(A), A a random skew-symmetric matrix with entries of size about ``angle``.
+
+    ``angle`` None: a random orthogonal matrix.
+    """
     a = torch.randn(n, n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     if angle is None:
         return torch.linalg.qr(a).Q.float()
@@ -87,7 +90,8 @@ def main() -> None:
     ap.add_argument("--compressions", type=float, nargs="+", default=COMPRESSIONS, help="compression oracles' c")
     ap.add_argument("--self-weight", type=float, default=None, help="override the rows' self weight")
     ap.add_argument("--batch-size", type=int, default=None, help="override the rows' batch size")
-    ap.add_argument("--pairs", type=int, default=20480, help="latent pairs to average over (whole batches, at least one)")
+    ap.add_argument("--pairs", type=int, default=20480, help="latent pairs to average over (whole batches, at least "
+                                                             "one)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()

@@ -26,6 +26,7 @@ from clica.data.threedident import ThreeDIdentSequential, load_normalization
 from clica.experiments.threedident import build_encoder, layout_for, load_state
 from clica.metrics import linear_fit
 
+
 def encode_layers(f, data, n: int, batch: int = 256) -> tuple[np.ndarray, dict]:
     """True latents and the features of the first ``n`` images at three layers of ``f``."""
     backbone, rest = f[0], f[1:]

@@ -27,7 +27,7 @@ def make_dataset(folder, n_points: int, image_size: int = 64, seed: int = 0, non
     from clica.data.threedident import image_name_width
     from clica.progress import Progress
     from clica.render.latents import LatentOptions, generate_latents
-    from clica.render.renderer import RenderSettings, Renderer
+    from clica.render.renderer import Renderer, RenderSettings
     from clica.runs import atomic_write_bytes
 
     folder = Path(folder)

@@ -61,7 +61,8 @@ def main() -> None:
         if i % 500 == 0 or i == a.steps:
             with torch.no_grad():
                 h_eval = f(x_eval)
-            print(json.dumps({"step": i, "time_s": round(time.time() - t0), "r2": round(metrics.linear_r2(z_eval, h_eval), 4),
+            print(json.dumps({"step": i, "time_s": round(time.time() - t0),
+                              "r2": round(metrics.linear_r2(z_eval, h_eval), 4),
                               "mcc": round(metrics.mcc(z_eval, h_eval).score, 4),
                               "positive_distance": round(float(np.mean(gaps)), 3)}), flush=True)
     print(f"{pairs.folder.n} renders: matched positives {np.mean(gaps):.3f} apart "

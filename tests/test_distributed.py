@@ -197,7 +197,8 @@ def test_single_process_is_unchanged(monkeypatch):
 def test_local_batch_and_device():
     assert D.local_batch(12, D.World(rank=1, size=4)) == 3
     assert D.local_batch(10, D.World()) == 10
-    with pytest.raises(ClicaError, match=r"^--batch-size 10 must be divisible by the 4 processes of this torchrun run$"):
+    with pytest.raises(ClicaError, match=r"^--batch-size 10 must be divisible by the 4 processes of this torchrun "
+                                         r"run$"):
         D.local_batch(10, D.World(size=4))
     with pytest.raises(ClicaError, match=r"^--n-negatives 3 must be divisible by the 2 processes"):
         D.local_batch(3, D.World(size=2), flag="--n-negatives")

@@ -347,7 +347,8 @@ def _bad_inputs(x):
         ("groups and pairs", dict(), dict(X=x, X_positive=x, groups=np.zeros(100)), "not both"),
         ("one sample", dict(), dict(X=x[:1]), r"got 1 sample forming 0 positive pair starts"),
         ("3-d for mlp", dict(), dict(X=x.reshape(100, 3, 1)), r"encoder='mlp' needs a 2-D array"),
-        ("1-d", dict(), dict(X=x[:, 0]), r"^X is 1-D: give a 2-D array, samples × features \(Reshape your data with X.reshape\(-1, 1\)"),
+        ("1-d", dict(), dict(X=x[:, 0]), r"^X is 1-D: give a 2-D array, samples × features \(Reshape your data with "
+                                         r"X.reshape\(-1, 1\)"),
         ("no samples", dict(), dict(X=x[:0]), r"^Found array with 0 sample\(s\)"),
         ("conditional", dict(conditional="gauss"), dict(X=x),
          r"^unknown conditional 'gauss'; choose one of 'laplace', 'normal', 'vmf'$"),

@@ -8,8 +8,18 @@ import torch
 from scipy.ndimage import center_of_mass
 
 from clica.cli import main
-from clica.data.kitti_masks import (KittiMasks, PairLoader, Prefetcher, SyntheticConfig, augment_pairs, generate_synthetic,
-                                    load_kitti_pickle, mask_latents, resolve_pickle_path, write_kitti_pickle)
+from clica.data.kitti_masks import (
+    KittiMasks,
+    PairLoader,
+    Prefetcher,
+    SyntheticConfig,
+    augment_pairs,
+    generate_synthetic,
+    load_kitti_pickle,
+    mask_latents,
+    resolve_pickle_path,
+    write_kitti_pickle,
+)
 from clica.errors import ClicaError
 
 SMALL = SyntheticConfig(n_sequences=30, mean_length=12)

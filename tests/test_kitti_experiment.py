@@ -145,6 +145,10 @@ def test_short_training_improves_mcc_then_resumes_and_evaluates(tmp_path, data_d
     # a different setting in the same folder is refused
     assert _run(tmp_path, data_dir, "--max-iter", "50", "--seed", "5", "--box-norm", "1", "--lr", "5e-4") == 2
     assert "--lr" in capsys.readouterr().err
+    # fewer iterations than the run already has: refused in one line (it used to return the 42-step run)
+    assert _run(tmp_path, data_dir, "--max-iter", "10", "--seed", "5", "--box-norm", "1", "--lr", "1e-3") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "already trained 42 steps, more than --max-iter 10" in err
 
     # --evaluate from the checkpoint
     assert _run(tmp_path, data_dir, "--evaluate", "--seed", "5", "--box-norm", "1", "--verbose") == 0

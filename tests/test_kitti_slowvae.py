@@ -6,8 +6,13 @@ import torch
 from torch.distributions import Laplace, Normal, kl_divergence
 
 from clica.models.conv import ConvEncoderNet, ConvVAE
-from clica.slowvae import (SlowVAELoss, bernoulli_reconstruction, cross_entropy_laplace, cross_entropy_normal,
-                           normal_entropy)
+from clica.slowvae import (
+    SlowVAELoss,
+    bernoulli_reconstruction,
+    cross_entropy_laplace,
+    cross_entropy_normal,
+    normal_entropy,
+)
 
 torch.manual_seed(0)
 MU = torch.randn(6, 4, dtype=torch.float64)

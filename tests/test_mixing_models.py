@@ -58,7 +58,8 @@ def test_encoder_shapes_and_normalisations():
     out = f(torch.randn(100, 4) * 10)
     assert out.min() >= -1 and out.max() <= 2
     assert isinstance(f[-1], BoxNorm) and not f[-1].width.requires_grad
-    assert [m.out_features for m in mlp_encoder(3, 3, [30, 150], None) if isinstance(m, torch.nn.Linear)] == [30, 150, 3]
+    linear = [m for m in mlp_encoder(3, 3, [30, 150], None) if isinstance(m, torch.nn.Linear)]
+    assert [m.out_features for m in linear] == [30, 150, 3]
 
 
 def test_encoder_layer_norm_option():

@@ -8,6 +8,7 @@ import torch
 import clica.experiments.mlp as mlp
 import clica.experiments.skeleton as skeleton
 from clica.cli import build_parser, main
+from clica.errors import ClicaError
 from clica.runs import RunDir
 
 ORIGINAL_FLAGS = (
@@ -95,7 +96,8 @@ def test_short_run_learns_and_writes_run_folder(tmp_path, capsys):
         assert (run / name).stat().st_size > 0
 
 
-@pytest.mark.parametrize("space", [["--space-type", "sphere", "--c-p", "0", "--c-param", "10", "--p", "0", "--sphere-r", "2"],
+@pytest.mark.parametrize("space", [["--space-type", "sphere", "--c-p", "0", "--c-param", "10", "--p", "0",
+                                    "--sphere-r", "2"],
                                    ["--space-type", "unbounded", "--m-p", "2", "--c-p", "3"],
                                    ["--box-norm", "--c-p", "1", "--p", "1.5"]])
 def test_other_settings_run(tmp_path, space):
@@ -209,7 +211,12 @@ def test_resumed_run_counts_time_on_and_refuses_a_new_cosine_length(tmp_path, mo
     # a constant schedule may continue to a new length (said); a cosine schedule may not
     assert main([*argv, "--n-steps", "10", "--resume-training"]) == 0
     assert "--n-steps changed from 8 to 10" in capsys.readouterr().out
-    cos = ["mlp", *TINY, "--n-steps", "4", "--only-unsupervised", "--lr-schedule", "cosine", "--save-dir", str(tmp_path / "c")]
+    # fewer steps than the run already has: refused in one line (it used to hand back the longer run)
+    assert main([*argv, "--n-steps", "6", "--resume-training"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "already trained 10 steps, more than --n-steps 6" in err
+    cos = ["mlp", *TINY, "--n-steps", "4", "--only-unsupervised", "--lr-schedule", "cosine",
+           "--save-dir", str(tmp_path / "c")]
     assert main(cos) == 0
     assert main([*cos, "--n-steps", "6", "--resume-training"]) == 2
     assert "cosine" in capsys.readouterr().err
@@ -230,3 +237,13 @@ def test_non_finite_flags_and_divergence_are_one_line_errors(tmp_path, capsys, a
                  "--save-dir", str(tmp_path / "r"), *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err
+
+
+def test_from_preset_is_the_python_twin_of_the_preset_flag():
+    """`MLPConfig(**PRESETS["headline"], n_steps=50)` raised TypeError (n_steps twice); from_preset overrides."""
+    cfg = mlp.MLPConfig.from_preset("headline", n_steps=50, seed=0)
+    cli = mlp.config_from_args(build_parser().parse_args(["mlp", "--preset", "headline", "--n-steps", "50",
+                                                          "--seed", "0"]))
+    assert {**cfg.__dict__, "device": None} == {**cli.__dict__, "device": None}
+    with pytest.raises(ClicaError, match="unknown preset 'nope'"):
+        mlp.MLPConfig.from_preset("nope")

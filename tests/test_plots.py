@@ -40,3 +40,14 @@ def test_given_assignment_is_used(captured):
     plots.true_vs_predicted(z, hz, "unused.png", assignment=[2, 0], method="spearman", title="t")
     titles = [ax.get_title() for ax in captured[0].axes if ax.axison]
     assert titles[0].startswith("z0 ↔ ẑ2: Spearman ρ = +1.000") and titles[1].startswith("z1 ↔ ẑ0")
+
+
+def test_a_figure_keeps_the_users_own_backend():
+    """clica switched pyplot to Agg at its first figure, so a notebook's plots after run_mlp never showed."""
+    import subprocess
+    import sys
+
+    code = ("import matplotlib; matplotlib.use('svg'); import matplotlib.pyplot as plt\n"
+            "from clica.plots import pyplot\npyplot()\nprint(matplotlib.get_backend())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "svg"

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_threedident import make_folder
 
 from clica import ContrastiveICA
 from clica.cli import main
 from clica.data.kitti_masks import SyntheticConfig, generate_synthetic, write_kitti_pickle
 from clica.errors import ClicaError
-from test_threedident import make_folder
 
 MLP = ["mlp", "--n", "3", "--batch-size", "32", "--n-steps", "2", "--n-log-steps", "1", "--seed", "0",
        "--preset", "headline", "--num-eval-batches", "1"]

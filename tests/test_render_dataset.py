@@ -14,8 +14,15 @@ from PIL import Image
 
 from clica.cli import main
 from clica.errors import ClicaError
-from clica.render import (LatentOptions, compute_stats, image_name_width, make_dataset, render_images,
-                          shard_indices, write_latents)
+from clica.render import (
+    LatentOptions,
+    compute_stats,
+    image_name_width,
+    make_dataset,
+    render_images,
+    shard_indices,
+    write_latents,
+)
 
 SIZE = 32
 
@@ -305,3 +312,22 @@ def test_damaged_images_are_rendered_again_on_rerun(tmp_path, capsys):
     assert "1 image(s) on disk are cut short" in capsys.readouterr().out
     assert images[1].read_bytes() == whole  # rendered again, bit-identical
     assert render_images(folder, image_size=SIZE, progress=False)["rendered"] == 0
+
+
+def test_a_sweep_from_given_latents_spans_their_own_ranges(tmp_path, monkeypatch, capsys):
+    """--sweep --from-folder/--latents-file swept the periodic layout's ranges (z 0–3, angles 0–309°)."""
+    import clica.render.preview as preview
+
+    latents = np.tile(preview.BASE_LATENT, (5, 1))
+    latents[:, 2] = np.linspace(0.5, 1.0, 5)                 # z within [0.5, 1]: BASE_LATENT's 1.5 lies outside
+    latents[:, 3] = np.linspace(-np.pi / 2, np.pi / 2, 5)   # a non-periodic rotation range
+    np.save(tmp_path / "l.npy", latents)
+    seen = {}
+    monkeypatch.setattr(preview, "write_sweep", lambda path, **kw: seen.update(kw) or path)
+    code, _, _ = run_cli(capsys, "preview", "--sweep", str(tmp_path / "s.png"),
+                         "--latents-file", str(tmp_path / "l.npy"))
+    assert code == 0
+    assert seen["ranges"]["z"] == (0.5, 1.0) and seen["ranges"]["alpha"] == (-np.pi / 2, np.pi / 2)
+    assert preview.base_within(seen["ranges"])[2] == 1.0
+    rows = preview.sweep_latents(preview.base_within(seen["ranges"]), 3, seen["ranges"])
+    assert np.allclose(rows[6:9, 2], [0.5, 0.75, 1.0]) and np.allclose(rows[9:12, 3], [-np.pi / 2, 0, np.pi / 2])

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 from clica.errors import ClicaError
-from clica.render.latents import (LatentOptions, cartesian_to_spherical, generate_latents,
-                                  spherical_to_cartesian)
+from clica.render.latents import LatentOptions, cartesian_to_spherical, generate_latents, spherical_to_cartesian
 
 TWO_PI = 2 * np.pi
 

@@ -3,14 +3,13 @@
 import json
 
 import pytest
+from test_threedident import make_folder
 
 from clica.cli import build_parser, main
 from clica.errors import ClicaError
 from clica.experiments.kitti import KittiConfig, run_kitti
 from clica.experiments.rerun import side_by_side
 from clica.experiments.threedident import ThreeDIdentConfig, run_3dident
-
-from test_threedident import make_folder
 
 
 def _summary(path):

@@ -14,12 +14,12 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from test_threedident import make_folder
 
 from clica.cli import main
 from clica.data.kitti_masks import SyntheticConfig, generate_synthetic, load_kitti_pickle, write_kitti_pickle
 from clica.errors import ClicaError
 from clica.runs import RunDir, check_fields, load_torch_file
-from test_threedident import make_folder
 
 
 class CreatesFile:

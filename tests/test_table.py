@@ -77,7 +77,9 @@ def test_rows_selection_and_bad_values_are_one_line(capsys, tmp_path):
         assert main(["table", "mlp", "--output-dir", str(tmp_path), *argv]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and needle in err
-    assert main(["table", "kitti", "--vary", "n"]) == 2
+    with pytest.raises(SystemExit) as exc:   # --vary is the mlp table's flag only
+        main(["table", "kitti", "--vary", "n"])
+    assert exc.value.code == 2 and "unrecognized arguments: --vary" in capsys.readouterr().err
 
 
 def test_list_prints_each_row_with_its_command(capsys):
@@ -157,7 +159,8 @@ def test_a_run_records_the_training_time_at_which_mcc_first_reached_the_threshol
 def test_the_table_gives_the_median_time_to_mcc_over_the_seeds_that_got_there(tmp_path):
     rows = [tiny("box-laplace-l1"), tiny("box-normal-l2"), tiny("real-normal-l2")]
     base = {"r2": 0.9, "mcc": 0.99, "seconds": 50.0, "status": "ok", "error": "", "host": "h"}
-    records = [{**base, "row": "box-laplace-l1", "seed": s, "seconds_to_mcc": t} for s, t in enumerate((10.0, 30.0, None))]
+    records = [{**base, "row": "box-laplace-l1", "seed": s, "seconds_to_mcc": t}
+               for s, t in enumerate((10.0, 30.0, None))]
     records += [{**base, "row": "box-normal-l2", "seed": 0, "seconds_to_mcc": None},
                 {**base, "row": "real-normal-l2", "seed": 0}]  # recorded by no run (an older version)
     table.write_outputs(rows, records, tmp_path, steps=None, total_s=1.0)
@@ -167,3 +170,28 @@ def test_the_table_gives_the_median_time_to_mcc_over_the_seeds_that_got_there(tm
     assert "| — |" in md.split("real-normal-l2 |")[1].splitlines()[0]
     with open(tmp_path / "table.csv") as fh:
         assert [l["seconds_to_mcc_0.99"] for l in csv.DictReader(fh)] == ["10.0", "30.0", "never", "never", ""]
+
+
+def test_the_table_speaks_the_readmes_words_and_gives_no_spread_for_one_seed(tmp_path, capsys):
+    rows = [tiny("box-laplace-l1"), tiny("box-normal-l2"), tiny("box-normal-l1")]
+    base = {"r2": 0.995, "mcc": 0.5, "seconds": 5.0, "status": "ok", "error": "", "host": "h"}
+    records = [{**base, "row": r.name, "seed": 0} for r in rows] + [{**base, "row": "box-normal-l2", "seed": 1}]
+    table.write_outputs(rows, records, tmp_path, steps=None, total_s=1.0)
+    md = (tmp_path / "table.md").read_text()
+    assert "| row | theory | linear R² | MCC |" in md and "| target |" in md and "vs prediction" not in md
+    one_seed = md.split("box-laplace-l1 |")[1].splitlines()[0]
+    assert " permutation | 0.9950 | 0.5000 |" in one_seed and "±" not in one_seed and "MCC ≥ 0.99 ✗" in one_seed
+    two_seeds = md.split("box-normal-l2 |")[1].splitlines()[0]
+    assert " orthogonal | 0.9950 ± 0.0000 |" in two_seeds and "R² ≥ 0.99 ✓" in two_seeds
+    assert "| — |" in md.split("box-normal-l1 |")[1].splitlines()[0] and "| report |" in md
+    assert main(["table", "mlp", "--list"]) == 0
+    listed = capsys.readouterr().out
+    assert "affine" not in listed and "aim as" not in listed and "identified up to an orthogonal map" in listed
+
+
+@pytest.mark.parametrize("experiment, own_flag", [("mlp", "--vary"), ("kitti", "--data-dir")])
+def test_a_tables_help_is_its_own(experiment, own_flag, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["table", experiment, "--help"])
+    out = capsys.readouterr().out
+    assert exc.value.code == 0 and out.startswith(f"usage: clica table {experiment}") and own_flag in out

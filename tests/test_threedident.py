@@ -10,11 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+
 # torchvision.models must be imported before any headless GL (Mesa llvmpipe) context exists in this
 # process: importing it afterwards segfaults (seen with torch 2.14 / torchvision 0.29 / Mesa 22). Test
 # modules are imported at collection, before any render test runs.
 import torchvision.models  # noqa: F401
-import torch
 from PIL import Image
 
 from clica.cli import main
@@ -422,6 +423,11 @@ def test_save_load_test_mode_and_resume(folder10, tmp_path, capsys):
     assert "resuming" in out and "from step 2" in out
     steps = [json.loads(l)["step"] for l in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3]
+    # fewer steps than the run already has: refused in one line
+    args[args.index("--iterations") + 1] = "2"
+    assert main(args) == 2
+    assert "already trained 3 steps, more than --iterations 2" in capsys.readouterr().err
+    args[args.index("--iterations") + 1] = "3"
     # a different setting in the same folder is refused
     args2 = list(args) + ["--sigma", "0.2"]
     assert main(args2) == 2
@@ -510,7 +516,8 @@ def test_load_model_saved_by_the_original(tmp_path):
     torch.testing.assert_close(g[2].weight, f[2].weight)
     state.pop("module.2.weight")
     torch.save(state, tmp_path / "broken.pt")
-    with pytest.raises(ClicaError, match=r"cannot load .*broken\.pt into this encoder: 1 missing key \(e\.g\. 2\.weight\)"):
+    with pytest.raises(ClicaError, match=r"cannot load .*broken\.pt into this encoder: 1 missing key \(e\.g\. "
+                                         r"2\.weight\)"):
         load_state(build_encoder(args, layout), tmp_path / "broken.pt")
 
 
@@ -710,3 +717,14 @@ def test_image_cache_on_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, mon
     with pytest.raises(ClicaError, match="no space left on device while writing"):
         td.build_image_cache(td.ThreeDIdentFolder.open(folder), progress=False)
     assert not list((folder / "cache").iterdir())
+
+
+def test_a_python_config_takes_the_image_size_as_the_flag_does():
+    """ThreeDIdentConfig(image_size=32), the README's twin of --image-size 32, failed deep in the loader."""
+    from clica.experiments.threedident import image_size_of
+
+    assert image_size_of(32) == image_size_of("32") == (32, 32)
+    assert image_size_of("32x48") == image_size_of((32, 48)) == image_size_of([32, 48]) == (32, 48)
+    assert image_size_of(None) is None
+    with pytest.raises(ClicaError, match="--image-size"):
+        image_size_of(4)

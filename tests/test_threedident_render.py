@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+
 # torchvision.models must be imported before any headless GL (Mesa llvmpipe) context exists in this
 # process: importing it afterwards segfaults (seen with torch 2.14 / torchvision 0.29 / Mesa 22). Test
 # modules are imported at collection, before any render test runs.

@@ -1,11 +1,17 @@
 """clica: identifiable contrastive learning."""
-__version__ = "0.1.0"
 
 __all__ = ["ContrastiveICA"]
 
 
 def __getattr__(name):
-    # imported on first use: `import clica` stays light (torch, scikit-learn load only when needed)
+    # imported on first use: `import clica` stays light (torch, scikit-learn, importlib.metadata load when needed)
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("clica")
+        except PackageNotFoundError:  # a source tree that was never installed
+            return "0+unknown"
     if name == "ContrastiveICA":
         from .estimator import ContrastiveICA
 
@@ -14,4 +20,4 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted([*globals(), *__all__])
+    return sorted([*globals(), *__all__, "__version__"])

@@ -24,7 +24,8 @@ COMMANDS = {
     "data": ("clica.data.cli", "make offline datasets (synthetic KITTI Masks)"),
     "table": ("clica.experiments.table", "the paper's identifiability grid over seeds, run on Ray"),
     "score": ("clica.metrics.cli", "score a representation against ground-truth factors (MCC, R², MIG, DCI, ...)"),
-    "rerun": ("clica.experiments.rerun", "run a run folder's config.json again (same settings and seed) into a new folder"),
+    "rerun": ("clica.experiments.rerun", "run a run folder's config.json again (same settings and seed) into a new "
+                                         "folder"),
 }
 
 
@@ -73,6 +74,16 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
 
 
+class _PrintVersion(argparse.Action):
+    """``clica --version``: the installed package's version (read only when asked: the start stays light)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        import clica
+
+        print(f"clica {clica.__version__}")
+        parser.exit()
+
+
 def _innermost_parser(parser: argparse.ArgumentParser, args) -> argparse.ArgumentParser:
     """The (sub-)parser of the command the arguments chose, e.g. that of ``clica render images``."""
     while True:
@@ -93,6 +104,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         description="Identifiable contrastive learning: reproduce 'Contrastive Learning "
         "Inverts the Data Generating Process' (Zimmermann et al., ICML 2021).",
     )
+    parser.add_argument("--version", nargs=0, action=_PrintVersion, help="print clica's version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
         if command is not None and name != command:

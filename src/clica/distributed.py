@@ -145,7 +145,8 @@ class _Gather(torch.autograd.Function):
         dist.all_gather(metas, meta)
         shapes = [tuple(m[1:m[0] + 1]) for m in torch.stack(metas).tolist()]
         require(all(s == shapes[0] for s in shapes),
-                f"every process must pass the same shape to gather, got {', '.join(map(str, shapes))} on ranks 0…{size - 1}")
+                f"every process must pass the same shape to gather, got {', '.join(map(str, shapes))} on ranks "
+                f"0…{size - 1}")
         parts = [torch.empty_like(x, memory_format=torch.contiguous_format) for _ in range(size)]
         dist.all_gather(parts, x.contiguous())
         ctx.rows, ctx.rank = x.shape[0], rank
@@ -211,7 +212,8 @@ def wrap(model: torch.nn.Module, world: World, device: torch.device | str) -> to
     if not world.distributed or not any(p.requires_grad for p in model.parameters()):
         return model
     device = torch.device(device)
-    return torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    device_ids = [device.index] if device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:

@@ -29,8 +29,14 @@ from .losses import DotInfoNCE, LpInfoNCE
 from .metrics import linear_r2, mcc
 from .models import mlp_encoder, output_normalization, to_device
 from .models.conv import ConvEncoderNet
-from .runs import (atomic_torch_save, check_fields, check_module_state, load_module_state, load_torch_file,
-                   resolve_device)
+from .runs import (
+    atomic_torch_save,
+    check_fields,
+    check_module_state,
+    load_module_state,
+    load_torch_file,
+    resolve_device,
+)
 from .training import train_loop
 
 __all__ = ["ContrastiveICA", "CONDITIONALS", "ENCODERS"]
@@ -230,7 +236,8 @@ class ContrastiveICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                 raise ValueError(f"{name} must be a finite number {'≥ 0' if allow_zero else '> 0'}, got {v!r}")
 
         if not (isinstance(self.conditional, str) and self.conditional in CONDITIONALS):
-            raise ValueError(f"unknown conditional {self.conditional!r}; choose one of {', '.join(map(repr, CONDITIONALS))}")
+            raise ValueError(f"unknown conditional {self.conditional!r}; "
+                             f"choose one of {', '.join(map(repr, CONDITIONALS))}")
         if not isinstance(self.encoder, nn.Module) and not (isinstance(self.encoder, str) and self.encoder in ENCODERS):
             raise ValueError(f"unknown encoder {self.encoder!r}; choose 'mlp', 'conv' or pass a torch.nn.Module")
         if self.n_components is not None:

@@ -14,10 +14,14 @@ __all__ = ["pyplot", "true_vs_predicted", "save_figure"]
 
 
 def pyplot():
-    """``matplotlib.pyplot`` on the file-only Agg backend, imported at the first figure (~0.5 s)."""
+    """``matplotlib.pyplot``, imported at the first figure (~0.5 s): on the file-only Agg backend,
+    unless the user's own pyplot is already loaded (a notebook's inline plots must keep showing)."""
+    import sys
+
     import matplotlib
 
-    matplotlib.use("Agg")
+    if "matplotlib.pyplot" not in sys.modules:
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt

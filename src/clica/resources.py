@@ -12,7 +12,7 @@ import os
 
 from .errors import ClicaError
 
-__all__ = ["available_memory", "require_memory"]
+__all__ = ["available_memory", "require_memory", "require_per_core"]
 
 
 def available_memory() -> int | None:
@@ -43,3 +43,11 @@ def require_memory(nbytes: float, what: str, advice: str) -> None:
     if available is not None and nbytes > available:
         raise ClicaError(f"{what} needs at least {_gb(nbytes)} of memory, more than the {_gb(available)} "
                          f"available; {advice}")
+
+
+def require_per_core(value: int, flag: str, note: str = "") -> None:
+    """A one-line :class:`ClicaError` unless the count of threads or processes ``value`` lies in 0 … 4 per
+    CPU core: more only oversubscribes the machine, and a count such as 10¹² would start that many."""
+    top = 4 * (os.cpu_count() or 1)
+    if not 0 <= value <= top:
+        raise ClicaError(f"{flag} must be from 0{note} to {top} (4 per CPU core), got {value}")

@@ -189,7 +189,8 @@ class Box(Space):
             return out
         rate = f"about 1 in {drawn // accepted:,}" if accepted else f"none of {drawn:,}"
         raise ClicaError(
-            f"a {kind.replace('_', ' ')} distribution of scale {scale:g} is too wide for the box [{self.low:g}, {self.high:g}]: truncating it "
+            f"a {kind.replace('_', ' ')} distribution of scale {scale:g} is too wide for the box [{self.low:g}, "
+            f"{self.high:g}]: truncating it "
             f"to the box by rejection accepted {rate} candidates and did not finish in "
             f"{MAX_REJECTION_ROUNDS} rounds; lower the scale (--c-param for the conditional, --m-param for "
             "the marginal)")

@@ -475,7 +475,8 @@ def render_pedestrians(x, y, h, phase, body, size: int = IMAGE_SIZE) -> np.ndarr
         mask |= _segment_distance2(cc, rr, hx, hip_y, hx + leg_len * np.sin(a), hip_y + leg_len * np.cos(a)) <= limb_r2
         a = -sign * body["arm_swing"] * np.sin(phase)
         sx = x + sign * 0.8 * half_w
-        mask |= _segment_distance2(cc, rr, sx, sh_y, sx + arm_len * np.sin(a), sh_y + arm_len * np.cos(a)) <= limb_r2 * 0.7
+        arm = _segment_distance2(cc, rr, sx, sh_y, sx + arm_len * np.sin(a), sh_y + arm_len * np.cos(a))
+        mask |= arm <= limb_r2 * 0.7
     return mask
 
 

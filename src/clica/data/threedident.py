@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from ..errors import ClicaError
+from ..extras import need
 from ..progress import Progress
 from ..runs import write_error
 
@@ -397,8 +398,7 @@ def faiss_threads(n: int):
     ``faiss.omp_set_num_threads`` also sets torch's threads: ``--faiss-omp-threads 1``
     made training single-threaded, the default 16 oversubscribed small machines.
     """
-    import faiss
-
+    faiss = need("faiss")
     own = torch.get_num_threads()
     faiss.omp_set_num_threads(int(n))
     try:
@@ -444,8 +444,7 @@ class LatentMatcher:
 
             self.tree = cKDTree(self.latents)
             return
-        import faiss
-
+        faiss = need("faiss")
         with faiss_threads(self.threads):
             if approximate:
                 nlist = int(min(1024, max(1, n // 39)))
@@ -611,7 +610,8 @@ def load_normalization(root: str | os.PathLike) -> tuple[tuple[float, ...], tupl
                 mean = tuple(float(v) for v in data["mean"])
                 std = tuple(float(v) for v in data["std"])
             except Exception as exc:
-                raise ClicaError(f"{p} is malformed ({exc}); it must be JSON with 'mean' and 'std' lists of 3 floats") from None
+                raise ClicaError(f"{p} is malformed ({exc}); it must be JSON with 'mean' and 'std' lists of 3 "
+                                 f"floats") from None
             if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
                 raise ClicaError(f"{p} must hold 3 means and 3 positive stds, found {mean}, {std}")
             if max(mean) > 1.5:  # stored in 0..255 pixel units

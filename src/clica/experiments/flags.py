@@ -119,6 +119,6 @@ def config_class(name: str, add_arguments, doc: str) -> type:
         return new
 
     cls = dataclasses.make_dataclass(name, fields, namespace={
-        "from_args": classmethod(from_args), "from_dict": classmethod(from_dict), "to_dict": to_dict, "copy": copy_config,
-        "__doc__": doc})
+        "from_args": classmethod(from_args), "from_dict": classmethod(from_dict), "to_dict": to_dict,
+        "copy": copy_config, "__doc__": doc})
     return cls

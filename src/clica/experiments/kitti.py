@@ -33,9 +33,18 @@ from ..losses import LpInfoNCE
 from ..metrics import mcc
 from ..models import output_normalization, to_device
 from ..models.conv import ConvEncoderNet, ConvVAE
-from ..resources import require_memory
-from ..runs import (EVALUATION_SEED, RunDir, atomic_write_json, check_fields, load_module_state,
-                    load_optimizer_state, loading, resolve_device, seed_everything)
+from ..resources import require_memory, require_per_core
+from ..runs import (
+    EVALUATION_SEED,
+    RunDir,
+    atomic_write_json,
+    check_fields,
+    load_module_state,
+    load_optimizer_state,
+    loading,
+    resolve_device,
+    seed_everything,
+)
 from ..slowvae import SlowVAELoss
 from ..training import require_finite
 from .flags import config_class
@@ -203,8 +212,7 @@ def check_args(args) -> None:
                         ("--kitti-max-delta-t", args.kitti_max_delta_t)):
         if value < 1:
             raise ClicaError(f"{flag} must be at least 1, got {value}")
-    if not 0 <= args.threads <= 4 * (os.cpu_count() or 1):
-        raise ClicaError(f"--threads must be from 0 to {4 * (os.cpu_count() or 1)} (4 per CPU core), got {args.threads}")
+    require_per_core(args.threads, "--threads", " (torch's default)")
     if args.log_mcc < 0:
         raise ClicaError(f"--log-mcc must be ≥ 0 (0: off), got {args.log_mcc}")
     for flag, value in (("--beta", args.beta), ("--gamma", args.gamma)):
@@ -400,6 +408,8 @@ def _run_one(args, seed: int, dataset: KittiMasks, data_path: Path, session: Ses
         start = state.get("iter", 0)
         if start < 0:
             raise ClicaError(f"{ckpt_path} is not a KITTI checkpoint: iteration {start}")
+    if state is not None and not args.evaluate:
+        session.require_not_past(start, max_iter, "--max-iter")
     if args.evaluate:
         if state is None:
             raise ClicaError(f"--evaluate: no checkpoint {ckpt_path}; train first or "

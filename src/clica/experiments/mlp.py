@@ -25,8 +25,7 @@ from ..errors import ClicaError
 from ..losses import DotInfoNCE, LpInfoNCE, mse_loss
 from ..models import mlp_encoder
 from ..resources import require_memory
-from ..runs import (RunDir, check_seed, load_module_state, load_optimizer_state, loading, resolve_device,
-                    seed_everything)
+from ..runs import RunDir, check_seed, load_module_state, load_optimizer_state, loading, resolve_device, seed_everything
 from ..spaces import Box, Real, Sphere
 from ..training import require_finite
 from .flags import Explicit, apply_preset, resume_hint
@@ -152,6 +151,14 @@ class MLPConfig:
         if not (torch.isfinite(z_tilde).all() and (z_tilde != z).any()):
             raise ClicaError(f"the conditional (--c-p {self.c_p:g}, --c-param {self.c_param:g}) gives positives "
                              "that are not finite or equal their anchors; choose another")
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> "MLPConfig":
+        """The settings of ``clica mlp --preset NAME``, with any field overridden: the Python twin of
+        ``clica mlp --preset headline --n-steps 50 --seed 0`` is ``from_preset("headline", n_steps=50, seed=0)``."""
+        if name not in PRESETS:
+            raise ClicaError(f"unknown preset {name!r}; choose one of {', '.join(sorted(PRESETS))}")
+        return cls(**{**PRESETS[name], "extra": {"preset": name}, **overrides})
 
     @classmethod
     def from_dict(cls, config: dict) -> "MLPConfig":
@@ -398,8 +405,11 @@ def _run(cfg: MLPConfig, session: Session, resume: bool) -> dict:
                              what="an MLP checkpoint")
         if state is not None:
             _check_checkpoint(state, run.file("checkpoint.pt"), cfg)
+            session.require_not_past(_n_steps_trained(state, cfg, saved_cfg.get("n_steps", 0)), cfg.n_steps,
+                                     "--n-steps")
     elif saved is not None:
-        raise ClicaError(f"{run.path} already holds a run; use --resume-training to continue it or choose another --save-dir")
+        raise ClicaError(f"{run.path} already holds a run; use --resume-training to continue it or choose another "
+                         "--save-dir")
     cfg.seed = session.seed(cfg.seed)
     seed_everything(cfg.seed)
     session.write_config({"command": "mlp", **dataclasses.asdict(cfg)})
@@ -498,6 +508,14 @@ def _check_new_length(cfg: MLPConfig, saved_steps, echo) -> None:
          "(constant learning rate, so the steps already taken are unchanged)")
 
 
+def _n_steps_trained(state: dict, cfg: MLPConfig, saved_n_steps: int) -> int:
+    """The run's training so far in units of --n-steps: a finished earlier phase counts its full
+    length, the checkpoint's phase its steps over the phase's multiple (--more-unsupervised)."""
+    index = state["phase_index"]
+    multiple = cfg.phases()[index][1] // cfg.n_steps
+    return max(saved_n_steps if index > 0 else 0, math.ceil(state["step"] / multiple))
+
+
 def _check_checkpoint(state, path, cfg: MLPConfig) -> None:
     """One-line errors for a checkpoint.pt whose phase and step are not this run's."""
     order = [name for name, _ in cfg.phases()]
@@ -532,35 +550,50 @@ def _phase_summary(exp: MLPExperiment, f, phase: str) -> dict | None:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     E = {"action": Explicit}
     p.add_argument("--sphere-r", type=float, default=1.0, help="Radius of the latent sphere (--space-type sphere).")
-    p.add_argument("--box-min", type=float, default=0.0, help="Minimal value of the latent box (and of the --box-norm output box).")
-    p.add_argument("--box-max", type=float, default=1.0, help="Maximal value of the latent box (and of the --box-norm output box).")
-    p.add_argument("--sphere-norm", action="store_true", help="Normalize the encoder output to a sphere of learnable radius.")
+    p.add_argument("--box-min", type=float, default=0.0, help="Minimal value of the latent box (and of the --box-norm "
+                                                              "output box).")
+    p.add_argument("--box-max", type=float, default=1.0, help="Maximal value of the latent box (and of the --box-norm "
+                                                              "output box).")
+    p.add_argument("--sphere-norm", action="store_true", help="Normalize the encoder output to a sphere of learnable "
+                                                              "radius.")
     p.add_argument("--box-norm", action="store_true", help="Normalize the encoder output to a box of learnable size.")
-    p.add_argument("--only-supervised", nargs=0, default=False, action=_StoreTrueExplicit, help="Only train the supervised model.")
-    p.add_argument("--only-unsupervised", nargs=0, default=False, action=_StoreTrueExplicit, help="Only train the unsupervised model.")
+    p.add_argument("--only-supervised", nargs=0, default=False, action=_StoreTrueExplicit, help="Only train the "
+                                                                                                "supervised model.")
+    p.add_argument("--only-unsupervised", nargs=0, default=False, action=_StoreTrueExplicit, help="Only train the "
+                                                                                                  "unsupervised model.")
     p.add_argument("--more-unsupervised", type=int, default=3, **E,
                    help="How many times more steps the unsupervised model trains than the supervised one.")
     p.add_argument("--save-dir", type=str, default="",
-                   help="Run folder (config, metrics, checkpoints, summary, figures): new, empty, or a clica mlp run "
-                        "to resume; a folder holding anything else is refused. Default: runs/mlp-<time>-seed<seed>.")
-    p.add_argument("--num-eval-batches", type=int, default=10, help="Number of fresh batches the final scores are averaged over.")
+                   help="Run folder (config, metrics, checkpoints, summary, figures): new, empty, or a clica mlp "
+                        "run to resume; a folder holding anything else is refused. Default: "
+                        "runs/mlp-<time>-seed<seed>.")
+    p.add_argument("--num-eval-batches", type=int, default=10, help="Number of fresh batches the final scores are "
+                                                                    "averaged over.")
     p.add_argument("--rej-mult", type=int, default=3,
-                   help="Memory/CPU trade-off of rejection sampling on the box: candidates drawn per pending coordinate and round.")
-    p.add_argument("--seed", type=int, default=None, help="Seed for everything (mixing, data, init), 0 … 2^32-1. Default: a random one, recorded in config.json.")
+                   help="Memory/CPU trade-off of rejection sampling on the box: candidates drawn per pending "
+                        "coordinate and round.")
+    p.add_argument("--seed", type=int, default=None, help="Seed for everything (mixing, data, init), 0 … 2^32-1. "
+                                                          "Default: a random one, recorded in config.json.")
     p.add_argument("--act-fct", type=str, default="leaky_relu",
-                   help="Activation of the mixing g: leaky_relu, smooth_leaky_relu, elu, softplus (relu and max_out are refused: not invertible).")
-    p.add_argument("--c-param", type=float, default=0.05, help="Parameter of the conditional: scale (Lp) or concentration κ (vMF).")
-    p.add_argument("--m-param", type=float, default=1.0, help="Parameter (scale) of the marginal; only used if it is not uniform.")
+                   help="Activation of the mixing g: leaky_relu, smooth_leaky_relu, elu, softplus (relu and max_out "
+                        "are refused: not invertible).")
+    p.add_argument("--c-param", type=float, default=0.05, help="Parameter of the conditional: scale (Lp) or "
+                                                               "concentration κ (vMF).")
+    p.add_argument("--m-param", type=float, default=1.0, help="Parameter (scale) of the marginal; only used if it is "
+                                                              "not uniform.")
     p.add_argument("--tau", type=float, default=1.0, **E, help="Temperature τ of the InfoNCE loss.")
     p.add_argument("--n-mixing-layer", type=int, default=3, help="Number of layers in the nonlinear mixing network g.")
     p.add_argument("--n", "--n-latents", dest="n", type=int, default=10,
                    help="Dimensionality of the latents. Under torchrun write --n-latents: torchrun's own parser "
                         "takes --n for an abbreviation of its options.")
-    p.add_argument("--space-type", type=str, default="box", choices=("box", "sphere", "unbounded"), help="Latent space.")
+    p.add_argument("--space-type", type=str, default="box", choices=("box", "sphere", "unbounded"),
+                   help="Latent space.")
     p.add_argument("--m-p", type=float, default=0,
-                   help="Marginal: 0 uniform, 1 Laplace, 2 normal, other p generalized normal (projected on a sphere, truncated on a box).")
+                   help="Marginal: 0 uniform, 1 Laplace, 2 normal, other p generalized normal (projected on a sphere, "
+                        "truncated on a box).")
     p.add_argument("--c-p", type=float, default=2, **E,
-                   help="Conditional: 0 von Mises-Fisher (sphere only), 1 Laplace, 2 normal, other p generalized normal.")
+                   help="Conditional: 0 von Mises-Fisher (sphere only), 1 Laplace, 2 normal, other p generalized "
+                        "normal.")
     p.add_argument("--lr", type=float, default=1e-4, **E, help="Adam learning rate.")
     p.add_argument("--p", "--lp-exponent", dest="p", type=float, default=2, **E,
                    help="Exponent of the model's Lp similarity; 0 is the dot-product (SimCLR) loss with a fixed "
@@ -568,7 +601,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "an abbreviation of its options.")
     p.add_argument("--batch-size", type=int, default=6144, **E, help="Batch size (negatives come from the batch).")
     p.add_argument("--n-log-steps", type=int, default=250, **E, help="Evaluate and log every this many steps.")
-    p.add_argument("--n-steps", type=int, default=100001, **E, help="Supervised training steps (unsupervised: times --more-unsupervised).")
+    p.add_argument("--n-steps", type=int, default=100001, **E, help="Supervised training steps (unsupervised: times "
+                                                                    "--more-unsupervised).")
     p.add_argument("--resume-training", action="store_true",
                    help="Resume the run in --save-dir from its last checkpoint and continue to --n-steps.")
     # our own
@@ -585,10 +619,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "of the recovered latents near the box faces that a weight of 1 causes with few negatives.")
     g.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant", **E,
                    help="Learning-rate schedule over each phase.")
-    g.add_argument("--hidden-scale", type=float, default=1.0, **E, help="Multiply the encoder's hidden widths (10n, 50n, …, 10n).")
+    g.add_argument("--hidden-scale", type=float, default=1.0, **E, help="Multiply the encoder's hidden widths (10n, "
+                                                                        "50n, …, 10n).")
     g.add_argument("--encoder-norm", choices=("none", "layer"), default="none", **E,
-                   help="'layer': a LayerNorm after each hidden layer of the encoder (not in the original; trains several times faster).")
-    g.add_argument("--checkpoint-every", type=int, default=1000, help="Save a resumable checkpoint every this many steps.")
+                   help="'layer': a LayerNorm after each hidden layer of the encoder (not in the original; trains "
+                        "several times faster).")
+    g.add_argument("--checkpoint-every", type=int, default=1000, help="Save a resumable checkpoint every this many "
+                                                                      "steps.")
     g.add_argument("--device", type=str, default=None, help="Torch device (default: cuda if available, else cpu).")
     g.add_argument("--no-cuda", action="store_true", help="Do not use CUDA even if available.")
 

@@ -31,8 +31,7 @@ import torch
 
 from .. import distributed
 from ..errors import ClicaError
-from ..runs import (FolderLock, RunDir, check_fields, check_run_folder, first_missing, load_torch_file,
-                    resolve_seed)
+from ..runs import FolderLock, RunDir, check_fields, check_run_folder, first_missing, load_torch_file, resolve_seed
 from ..training import flush_denormals, train_loop
 
 __all__ = ["Session"]
@@ -156,6 +155,14 @@ class Session:
         if diff:
             flags = ", ".join("--" + k.replace("_", "-") for k in diff)
             raise ClicaError(f"{self.run.path} holds a run with other settings ({flags}); {hint}")
+
+    def require_not_past(self, trained: int, asked: int, flag: str) -> None:
+        """A run folder already trained past the steps now asked for is refused in one line: resuming
+        it would train nothing and hand back the longer run as if it were the one asked for."""
+        if trained > asked:
+            raise ClicaError(f"{self.run.path} holds a run already trained {trained} steps, more than {flag} "
+                             f"{asked} asks for; ask for {flag} {trained} or more to use it, or choose another "
+                             "run folder for a new run")
 
     def write_config(self, config: dict) -> None:
         if self.is_main:

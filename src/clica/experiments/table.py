@@ -22,12 +22,14 @@ import platform
 import shlex
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ClicaError
+from ..extras import need
 from ..runs import RunDir, append_line, atomic_write_bytes, atomic_write_json, check_output_folder
 from .mlp import PRESETS
 
@@ -38,13 +40,27 @@ DESCRIPTION = (
     "A rerun keeps the finished runs."
 )
 
-# what the theory predicts for a row, and the check a row's mean scores must pass
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What the theory predicts for a row: its name in the table, the claim, the target and its check."""
+
+    label: str
+    claim: str
+    target: str
+    check: Callable[[float, float], bool] | None = None
+
+
 PREDICTIONS = {
-    "permutation": ("identified up to permutation and sign: MCC → 1", lambda r2, mcc: mcc >= 0.99),
-    "affine": ("identified up to an orthogonal (affine) map: linear R² → 1", lambda r2, mcc: r2 >= 0.99),
-    "rotation": ("not identifiable beyond a rotation: linear R² → 1 while MCC stays low",
-                 lambda r2, mcc: r2 >= 0.99 and mcc < 0.9),
-    "none": ("outside the theorems' assumptions; reported, aim as the matched rows", None),
+    "permutation": Prediction("permutation", "identified up to permutation and sign: MCC → 1", "MCC ≥ 0.99",
+                              lambda r2, mcc: mcc >= 0.99),
+    "orthogonal": Prediction("orthogonal", "identified up to an orthogonal map: linear R² → 1", "R² ≥ 0.99",
+                             lambda r2, mcc: r2 >= 0.99),
+    "rotation": Prediction("rotation only", "identified only up to a rotation: linear R² → 1 while MCC stays low",
+                           "R² ≥ 0.99, MCC low", lambda r2, mcc: r2 >= 0.99 and mcc < 0.9),
+    "none": Prediction("—", "no theorem applies (its assumptions do not hold): the scores are reported, no target",
+                       "report"),
 }
 
 # a run's "time to MCC 0.99": the training seconds at its first logged step at or above this
@@ -116,15 +132,15 @@ L2 = {"lr": 1e-3, "tau": 0.01}
 L3 = {"lr": 1e-3, "tau": 1.25e-4}
 
 MLP_ROWS = [
-    _mlp("sphere-vmf1", "sphere", 0, 0, 1.0, 0, "affine", recipe={**SPHERE, "tau": 1.0}),
-    _mlp("sphere-vmf10", "sphere", 0, 0, 10.0, 0, "affine", recipe={**SPHERE, "tau": 0.1}),
+    _mlp("sphere-vmf1", "sphere", 0, 0, 1.0, 0, "orthogonal", recipe={**SPHERE, "tau": 1.0}),
+    _mlp("sphere-vmf10", "sphere", 0, 0, 10.0, 0, "orthogonal", recipe={**SPHERE, "tau": 0.1}),
     _mlp("sphere-laplace", "sphere", 0, 1, 0.05, 0, "none", "breaks the vMF assumption; the paper found it identified",
          recipe={**SPHERE, "tau": 0.01}),
     _mlp("sphere-normal", "sphere", 0, 2, 0.05, 0, "none", "breaks the vMF assumption; the paper found it identified",
          recipe={**SPHERE, "tau": 0.01}),
     _mlp("box-laplace-l1", "box", 0, 1, 0.05, 1, "permutation", recipe={"tau": 0.05}, box_norm=True),
     _mlp("box-gennorm-l3", "box", 0, 3, 0.05, 3, "permutation", recipe=L3),
-    _mlp("box-normal-l2", "box", 0, 2, 0.05, 2, "affine", recipe=L2),
+    _mlp("box-normal-l2", "box", 0, 2, 0.05, 2, "orthogonal", recipe=L2),
     _mlp("box-normal-l1", "box", 0, 2, 0.05, 1, "none", "conditional and loss mismatched"),
     _mlp("box-laplace-l2", "box", 0, 1, 0.05, 2, "none", "conditional and loss mismatched", recipe=L2),
     _mlp("real-laplace-l1", "unbounded", 1, 1, 0.05, 1, "permutation", recipe={"n_steps": 15000}),
@@ -264,9 +280,9 @@ def run_table(rows: list[Row], seeds: list[int], output_dir: str | Path, steps: 
 
     Returns one record per (row, seed): ``row, seed, r2, mcc, seconds, status, error, host, config``.
     """
-    import ray
-
     from ..progress import Progress
+
+    ray = need("ray")
 
     out = Path(output_dir)
     check_output_folder(out, ("runs.jsonl", "table.md"), "clica table")
@@ -342,20 +358,31 @@ def summarize(rows: list[Row], records: list[dict]) -> list[dict]:
         not_run = sum(r["row"] == row.name and r["status"] == "not run" for r in records)
         r2 = np.array([r["r2"] for r in ok], dtype=float)
         mcc = np.array([r["mcc"] for r in ok], dtype=float)
-        stat = (lambda a: (float(np.mean(a)), float(np.std(a))) if len(a) else (math.nan, math.nan))
-        check = PREDICTIONS[row.prediction][1]
+        check = PREDICTIONS[row.prediction].check
         verdict = "—"
         if check is not None and ok and not failed:
-            verdict = "✓" if check(stat(r2)[0], stat(mcc)[0]) else "✗"
+            verdict = "✓" if check(_mean_std(r2)[0], _mean_std(mcc)[0]) else "✗"
         # None: the run never got there; no key: a run that did not record it (KITTI, older versions)
         recorded = [r["seconds_to_mcc"] for r in ok if "seconds_to_mcc" in r]
         reached = [t for t in recorded if t is not None]
-        out.append({"row": row.name, "prediction": row.prediction, "r2": stat(r2), "mcc": stat(mcc),
+        out.append({"row": row.name, "prediction": row.prediction, "r2": _mean_std(r2), "mcc": _mean_std(mcc),
                     "seconds_to_mcc": (float(np.median(reached)) if reached else math.nan, len(reached), len(recorded)),
                     "seconds": float(np.mean([r["seconds"] for r in ok])) if ok else math.nan,
                     "n_ok": len(ok), "n_failed": len(failed), "n_not_run": not_run, "verdict": verdict,
                     "errors": sorted({r["error"] for r in failed})})
     return out
+
+
+def _mean_std(values: np.ndarray) -> tuple[float, float]:
+    return (float(np.mean(values)), float(np.std(values))) if len(values) else (math.nan, math.nan)
+
+
+def _score(mean_std: tuple[float, float], n: int) -> str:
+    """``mean ± std`` over ``n`` seeds; the mean alone for one seed, ``—`` for none."""
+    mean, std = mean_std
+    if math.isnan(mean):
+        return "—"
+    return f"{mean:.4f}" if n == 1 else f"{mean:.4f} ± {std:.4f}"
 
 
 def write_outputs(rows: list[Row], records: list[dict], out: Path, steps: int | None, total_s: float) -> None:
@@ -370,21 +397,21 @@ def write_outputs(rows: list[Row], records: list[dict], out: Path, steps: int | 
     atomic_write_bytes(out / "table.csv", buf.getvalue().encode())
 
     summary = summarize(rows, records)
-    fmt = (lambda ms: "—" if math.isnan(ms[0]) else f"{ms[0]:.4f} ± {ms[1]:.4f}")
     lines = ["# Identifiability table", "",
              f"Machine: {platform.node()}, {os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}; "
              f"seeds per row: {len({r['seed'] for r in records})}; "
              f"steps: {steps if steps is not None else 'each row recipe'}; this call took {total_s:.0f} s.", "",
-             "| row | prediction | linear R² | MCC | s per run | s to MCC 0.99 | vs prediction | runs |",
+             "| row | theory | linear R² | MCC | s per run | s to MCC 0.99 | target | runs |",
              "|---|---|---|---|---|---|---|---|"]
     for s in summary:
         runs = (f"{s['n_ok']} ok" + (f", {s['n_failed']} failed" if s["n_failed"] else "")
                 + (f", {s['n_not_run']} not run (interrupted)" if s["n_not_run"] else ""))
         seconds = "—" if math.isnan(s["seconds"]) else f"{s['seconds']:.0f}"
-        lines.append(f"| {s['row']} | {s['prediction']} | {fmt(s['r2'])} | {fmt(s['mcc'])} | {seconds} | "
-                     f"{_to_mcc(s['seconds_to_mcc'])} | "
-                     f"{s['verdict']} | {runs} |")
-    lines += ["", "Predictions: " + "; ".join(f"**{k}**: {v[0]}" for k, v in PREDICTIONS.items()) + ".", "",
+        pred = PREDICTIONS[s["prediction"]]
+        target = pred.target if pred.check is None else f"{pred.target} {s['verdict']}"
+        lines.append(f"| {s['row']} | {pred.label} | {_score(s['r2'], s['n_ok'])} | {_score(s['mcc'], s['n_ok'])} | "
+                     f"{seconds} | {_to_mcc(s['seconds_to_mcc'])} | {target} | {runs} |")
+    lines += ["", "Theory: " + "; ".join(f"**{p.label}**: {p.claim}" for p in PREDICTIONS.values()) + ".", "",
               f"s to MCC {MCC_REACHED}: the median over seeds of the training seconds at the first logged step "
               f"(every {MLP_RECIPE['n_log_steps']} steps) at or above it, with how many seeds got there.", "",
               "Each row alone (one seed; add `--seed S`):", ""]
@@ -429,31 +456,38 @@ def _figure(rows: list[Row], records: list[dict], path: Path) -> None:
 # ---------------------------------------------------------------------------
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("experiment", choices=("mlp", "kitti"), help="which grid: the MLP-mixing rows or KITTI Masks")
+    sub = p.add_subparsers(dest="experiment", metavar="EXPERIMENT", required=True)
+    mlp = sub.add_parser("mlp", help="the MLP-mixing rows", description=DESCRIPTION)
+    kitti = sub.add_parser("kitti", help="the KITTI Masks rows (InfoNCE L1/L2, SlowVAE, β-VAE)",
+                           description=DESCRIPTION)
+    for q in (mlp, kitti):
+        _add_common_arguments(q)
+    mlp.add_argument("--vary", choices=("n", "layers"), default=None,
+                     help="the box/Laplace/L1 row at n = 5, 10, 20, 40 or mixing depth 1-5 instead of the grid")
+    kitti.add_argument("--data-dir", default=None,
+                       help="the KITTI-format pickle or its folder on every worker (default: the synthetic "
+                            "data, made by each run)")
+
+
+def _add_common_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--list", action="store_true",
-                   help="print each row, its prediction and the clica command that runs it alone, and stop")
+                   help="print each row, the theory's prediction and the clica command that runs it alone, and stop")
     p.add_argument("--rows", default=None, help="comma-separated row names to run (default: all; see --list)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per row (0, 1, ..., SEEDS-1)")
     p.add_argument("--steps", type=int, default=None,
                    help="training steps of every row instead of its recipe's (for smoke tests)")
-    p.add_argument("--vary", choices=("n", "layers"), default=None,
-                   help="mlp: the box/Laplace/L1 row at n = 5, 10, 20, 40 or mixing depth 1-5 instead of the grid")
-    p.add_argument("--output-dir", default="runs/table", help="where table.md, table.csv, runs.jsonl and table.png go: a new or empty folder, or "
-                        "a table's (resumed); a folder holding anything else is refused")
+    p.add_argument("--output-dir", default="runs/table",
+                   help="where table.md, table.csv, runs.jsonl and table.png go: a new or empty folder, or a "
+                        "table's (resumed); a folder holding anything else is refused")
     p.add_argument("--address", default=None,
                    help="an existing Ray cluster to send the runs to (default: $RAY_ADDRESS, else an embedded "
                         "local Ray with this machine's cores)")
     p.add_argument("--cpus-per-run", type=int, default=1, help="CPU cores (and torch threads) each run gets")
     p.add_argument("--gpus-per-run", type=float, default=0, help="GPUs each run gets (fractions share one)")
-    p.add_argument("--data-dir", default=None,
-                   help="kitti: the KITTI-format pickle or its folder on every worker (default: the synthetic "
-                        "data, made by each run)")
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.experiment == "kitti" and args.vary:
-        raise ClicaError("--vary applies to the mlp table only")
-    rows = select_rows(args.experiment, args.rows, args.vary)
+    rows = select_rows(args.experiment, args.rows, getattr(args, "vary", None))
     if args.seeds < 1:
         raise ClicaError(f"--seeds must be at least 1, got {args.seeds}")
     if args.steps is not None and args.steps < 1:
@@ -462,12 +496,13 @@ def run(args: argparse.Namespace) -> int:
         raise ClicaError("--cpus-per-run must be ≥ 1 and --gpus-per-run ≥ 0")
     if args.list:
         for row in rows:
-            print(f"{row.name:22s} {row.prediction:12s} {PREDICTIONS[row.prediction][0]}"
+            print(f"{row.name:22s} {PREDICTIONS[row.prediction].label:14s} {PREDICTIONS[row.prediction].claim}"
                   + (f" ({row.note})" if row.note else ""))
             print(f"    {row.command_line(args.steps)}")
         return 0
     records = run_table(rows, list(range(args.seeds)), args.output_dir, steps=args.steps, address=args.address,
-                        cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run, data_dir=args.data_dir)
+                        cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run,
+                        data_dir=getattr(args, "data_dir", None))
     failed = sum(r["status"] != "ok" for r in records)
     print((Path(args.output_dir) / "table.md").read_text())
     print(f"{len(records) - failed} runs finished, {failed} failed; outputs in {args.output_dir}")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import time
 from pathlib import Path
 
@@ -21,11 +20,20 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import extras
 from ..errors import ClicaError
 from ..models import to_device
-from ..resources import require_memory
-from ..runs import (RunDir, atomic_torch_save, check_fields, load_module_state, load_optimizer_state,
-                    load_torch_file, resolve_device, seed_everything)
+from ..resources import require_memory, require_per_core
+from ..runs import (
+    RunDir,
+    atomic_torch_save,
+    check_fields,
+    load_module_state,
+    load_optimizer_state,
+    load_torch_file,
+    resolve_device,
+    seed_everything,
+)
 from ..training import require_finite
 from .flags import config_class, resume_hint
 from .skeleton import Session
@@ -70,6 +78,17 @@ def _image_size(value: str) -> tuple[int, int]:
     if len(parts) != 2 or min(parts) < 8:
         raise argparse.ArgumentTypeError(f"image size must be N or HxW with sides ≥ 8, got {value!r}")
     return tuple(parts)
+
+
+def image_size_of(value) -> tuple[int, int] | None:
+    """``image_size`` as the CLI gives it, (H, W), from a config's 32, "32", "32x48" or (32, 48)."""
+    if value is None:
+        return None
+    text = "x".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
+    try:
+        return _image_size(text)
+    except argparse.ArgumentTypeError as exc:
+        raise ClicaError(f"--image-size: {exc}") from None
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -207,9 +226,8 @@ def check_arguments(args) -> None:
         raise ClicaError(f"--sigma must be positive, got {args.sigma}")
     if not args.lr > 0:
         raise ClicaError(f"--lr must be positive, got {args.lr}")
-    if args.threads is not None and not 0 <= args.threads <= 4 * (os.cpu_count() or 1):
-        raise ClicaError(f"--threads must be from 0 (torch's choice) to {4 * (os.cpu_count() or 1)} "
-                         f"(4 per CPU core), got {args.threads}")
+    if args.threads is not None:
+        require_per_core(args.threads, "--threads", " (torch's choice)")
     if args.identity_scale == 0:
         raise ClicaError("--identity-scale must not be 0: the identity solution would map every latent to 0")
     if args.faiss_omp_threads < 1:
@@ -223,8 +241,7 @@ def check_arguments(args) -> None:
     if args.n_eval_samples < 8:
         raise ClicaError(f"--n-eval-samples must be at least 8 (the linear fit uses a train/test split), "
                          f"got {args.n_eval_samples}")
-    if not 0 <= args.workers <= 4 * (os.cpu_count() or 1):
-        raise ClicaError(f"--workers must be from 0 to {4 * (os.cpu_count() or 1)} (4 per CPU core), got {args.workers}")
+    require_per_core(args.workers, "--workers", " (in the training process)")
     if args.checkpoint_every < 1:
         raise ClicaError(f"--checkpoint-every must be ≥ 1, got {args.checkpoint_every}")
     if args.encoder == "rn151":
@@ -431,9 +448,11 @@ def run_3dident(cfg, run_dir=None) -> dict:
     """Train (or with ``mode="test"`` evaluate) as ``clica 3dident`` does with these settings (a
     :data:`ThreeDIdentConfig`), in ``run_dir`` (default: ``cfg.run_dir``, else a new folder under
     runs/); return the summary written to ``summary.json``."""
+    extras.require("3dident")
     if cfg.offline_dataset is None:
         raise ClicaError("--offline-dataset is required: the 3DIdent folder to train on")
     args = cfg.copy(**({"run_dir": str(run_dir)} if run_dir is not None else {}))
+    args.image_size = image_size_of(args.image_size)
     session = Session(resolve_device(args.device, args.no_cuda))
     if args.run_dir is None:
         args.run_dir = session.default_folder(f"3dident-{args.mode}-{{time}}")
@@ -541,6 +560,7 @@ def _train(args, session: Session, layout, folder, test_folder, needs_images: bo
         start_step, window = state["step"], state.get("window", {})
         if start_step < 0:
             raise ClicaError(f"{ckpt_path} is not a 3dident checkpoint: step {start_step}")
+        session.require_not_past(start_step, args.iterations, "--iterations")
         print(f"resuming {run_dir.path} from step {start_step}")
     elif args.load_model is not None:
         model_normalization = load_state(f, args.load_model, encoder_name(args, layout))
@@ -665,7 +685,7 @@ def _train(args, session: Session, layout, folder, test_folder, needs_images: bo
             print(f"Model saved as {path}")
 
     t0 = time.monotonic()
-    if start_step >= args.iterations:
+    if start_step == args.iterations:
         print(f"{run_dir.path} already finished {start_step} steps; evaluating")
         if session.is_main:
             do_eval(start_step)

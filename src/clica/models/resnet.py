@@ -14,6 +14,8 @@ import warnings
 import torch
 from torch import nn
 
+from ..extras import need
+
 __all__ = ["ENCODERS", "resolve_encoder_name", "RescalingHead", "resnet_encoder", "output_kind"]
 
 #: ``--encoder`` names → torchvision constructors (``rn151`` is the original's typo for rn152).
@@ -67,8 +69,7 @@ class RescalingHead(nn.Module):
 
 def resnet_encoder(name: str, n_latents: int, head: nn.Module | None = None) -> nn.Sequential:
     """ResNet (random init) → LeakyReLU → Linear(10·n, n) → ``head`` (identity if ``None``)."""
-    import torchvision
-
+    torchvision = need("torchvision")
     name = resolve_encoder_name(name)
     backbone = getattr(torchvision.models, ENCODERS[name])(weights=None, num_classes=10 * n_latents)
     return nn.Sequential(backbone, nn.LeakyReLU(), nn.Linear(10 * n_latents, n_latents),

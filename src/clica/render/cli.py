@@ -9,6 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ClicaError
+from ..extras import require
+
+# the subcommands that render images, with the [render] extra's OpenGL
+RENDERING = ("dataset", "images", "preview")
 
 DESCRIPTION = """Generate the 3DIdent dataset in the published folder format:
 `dataset` does it all in one go (latents, images, stats; rerun it to finish an interrupted one),
@@ -96,8 +100,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        "else random ones) and/or a grid varying one latent at a time.")
     p.add_argument("--grid", type=str, default=None, help="write the grid of renders here (PNG)")
     p.add_argument("--sweep", type=str, default=None, help="write the one-latent-at-a-time grid here (PNG)")
-    p.add_argument("--from-folder", type=str, default=None, help="take latents from this folder's latents.npy")
-    p.add_argument("--latents-file", type=str, default=None, help="take latents from this .npy file")
+    p.add_argument("--from-folder", type=str, default=None,
+                   help="take latents from this folder's latents.npy (the sweep: their ranges)")
+    p.add_argument("--latents-file", type=str, default=None,
+                   help="take latents from this .npy file (the sweep: their ranges)")
     p.add_argument("--n", default=16, type=int, help="number of renders in the grid")
     p.add_argument("--steps", default=7, type=int, help="values per latent in the sweep")
     p.add_argument("--image-size", default=128, type=int, help="pixels per render (width and height)")
@@ -123,6 +129,8 @@ def run(args) -> int:
     handler = getattr(args, "_render", None)
     if handler is None:
         raise ClicaError("choose a subcommand: dataset, latents, images, preview or stats (see clica render -h)")
+    if args.render_command in RENDERING:
+        require("render")
     return int(handler(args) or 0)
 
 
@@ -175,9 +183,8 @@ def _images(args) -> int:
 
 
 def _preview(args) -> int:
-    from .dataset import load_render_latents
-    from .latents import LatentOptions, generate_latents, n_objects_of
-    from .preview import write_grid, write_sweep
+    from .latents import LatentOptions, generate_latents
+    from .preview import latent_ranges, write_grid, write_sweep
 
     if not args.grid and not args.sweep:
         raise ClicaError("give --grid PATH and/or --sweep PATH")
@@ -189,36 +196,47 @@ def _preview(args) -> int:
         if args.zoom * args.image_size > 4096:
             raise ClicaError(f"--zoom {args.zoom} × --image-size {args.image_size} exceeds the largest "
                              f"render (4096 px); lower one of them")
+    if args.grid and args.n < 1:
+        raise ClicaError(f"--n must be at least 1, got {args.n}")
     settings = dict(shape_names=args.shape_names, material_names=args.material_names,
                     spotlights=not args.no_spotlights)
+    given = _given_latents(args)
     if args.grid:
-        if args.n < 1:
-            raise ClicaError(f"--n must be at least 1, got {args.n}")
-        rng = np.random.default_rng(args.seed)
-        if args.from_folder and args.latents_file:
-            raise ClicaError("give only one of --from-folder and --latents-file")
-        if args.from_folder:
-            latents = np.asarray(load_render_latents(args.from_folder))
-        elif args.latents_file:
-            path = Path(args.latents_file)
-            if not path.exists():
-                raise ClicaError(f"--latents-file {path} does not exist")
-            try:
-                latents = np.atleast_2d(np.load(path))
-            except Exception as exc:
-                raise ClicaError(f"cannot read --latents-file {path}: {exc}") from None
-            n_objects_of(latents)
-        else:
-            latents = generate_latents(LatentOptions(n_points=args.n, seed=args.seed))[1]
+        latents = given if given is not None else generate_latents(LatentOptions(n_points=args.n, seed=args.seed))[1]
         rows = np.arange(len(latents))
         if len(latents) > args.n:
-            rows = np.sort(rng.choice(len(latents), args.n, replace=False))
+            rows = np.sort(np.random.default_rng(args.seed).choice(len(latents), args.n, replace=False))
             latents = latents[rows]
-        labels = [f"row {i}" for i in rows] if (args.from_folder or args.latents_file) else None
+        labels = [f"row {i}" for i in rows] if given is not None else None
         print(f"wrote {write_grid(args.grid, latents, image_size=args.image_size, labels=labels, **settings)}")
-    if args.sweep:
-        print(f"wrote {write_sweep(args.sweep, image_size=args.image_size, steps=args.steps, zoom=args.zoom, **settings)}")
+    if args.sweep:  # over the given latents' own ranges, else the periodic variant's
+        ranges = latent_ranges(given) if given is not None else None
+        path = write_sweep(args.sweep, image_size=args.image_size, steps=args.steps, zoom=args.zoom, ranges=ranges,
+                           **settings)
+        print(f"wrote {path}")
     return 0
+
+
+def _given_latents(args) -> np.ndarray | None:
+    """The latent rows of --from-folder or --latents-file, or ``None`` where neither is given."""
+    from .dataset import load_render_latents
+    from .latents import n_objects_of
+
+    if args.from_folder and args.latents_file:
+        raise ClicaError("give only one of --from-folder and --latents-file")
+    if args.from_folder:
+        return np.asarray(load_render_latents(args.from_folder))
+    if not args.latents_file:
+        return None
+    path = Path(args.latents_file)
+    if not path.exists():
+        raise ClicaError(f"--latents-file {path} does not exist")
+    try:
+        latents = np.atleast_2d(np.load(path))
+    except Exception as exc:
+        raise ClicaError(f"cannot read --latents-file {path}: {exc}") from None
+    n_objects_of(latents)
+    return latents
 
 
 def _stats(args) -> int:

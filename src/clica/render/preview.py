@@ -19,18 +19,32 @@ SWEEP_RANGES = {
 BASE_LATENT = np.array([0.0, 0.0, 1.5, 0.0, 0.0, 0.0, np.pi / 4, 0.0, 2 * np.pi / 3, 4 * np.pi / 3])
 
 
-def sweep_latents(base: np.ndarray | None = None, steps: int = 7) -> np.ndarray:
-    """Latent rows ``(10 * steps, 10)``: row block ``k`` sweeps latent ``k`` over its range."""
+def sweep_latents(base: np.ndarray | None = None, steps: int = 7, ranges: dict | None = None) -> np.ndarray:
+    """Latent rows ``(10 * steps, 10)``: row block ``k`` sweeps latent ``k`` over its range
+    (``ranges``, name → (low, high); default :data:`SWEEP_RANGES`, the periodic variant's)."""
     base = BASE_LATENT if base is None else np.asarray(base, dtype=np.float64)
+    ranges = SWEEP_RANGES if ranges is None else ranges
     rows = []
     for k, name in enumerate(LATENT_NAMES):
-        lo, hi = SWEEP_RANGES[name]
+        lo, hi = ranges[name]
         periodic = hi - lo == 2 * np.pi
         values = np.linspace(lo, hi, steps, endpoint=not periodic)
         block = np.repeat(base[None], steps, 0)
         block[:, k] = values
         rows.append(block)
     return np.concatenate(rows)
+
+
+def latent_ranges(latents: np.ndarray) -> dict:
+    """Each render parameter's (low, high) over a dataset's latent rows (its first object's columns)."""
+    latents = np.asarray(latents, dtype=np.float64)[:, :len(LATENT_NAMES)]
+    return {name: (float(latents[:, k].min()), float(latents[:, k].max())) for k, name in enumerate(LATENT_NAMES)}
+
+
+def base_within(ranges: dict) -> np.ndarray:
+    """:data:`BASE_LATENT` moved into ``ranges``: the row a sweep holds fixed must be one the data holds."""
+    lo, hi = (np.array([ranges[name][i] for name in LATENT_NAMES]) for i in (0, 1))
+    return np.clip(BASE_LATENT, lo, hi)
 
 
 #: the sweep rows magnified on the object: its pose and colour, small in the full frame
@@ -122,8 +136,10 @@ def save_grid(images: np.ndarray, path, cols: int, row_labels=None, col_labels=N
     return path
 
 
-def write_sweep(path, image_size: int = 128, steps: int = 7, base=None, zoom: int = 3, **settings) -> Path:
-    """The one-latent-at-a-time grid: one row per latent, ``steps`` values across its range.
+def write_sweep(path, image_size: int = 128, steps: int = 7, base=None, zoom: int = 3, ranges: dict | None = None,
+                **settings) -> Path:
+    """The one-latent-at-a-time grid: one row per latent, ``steps`` values across its range
+    (``ranges``: default the periodic variant's; :func:`latent_ranges` gives a dataset's own).
 
     Under each render is the latent's value (positions in scene units, angles
     and hues in degrees). The rows in :data:`ZOOM_ROWS` (rotations, object hue)
@@ -132,8 +148,10 @@ def write_sweep(path, image_size: int = 128, steps: int = 7, base=None, zoom: in
     """
     from . import render_latents_to_images
 
-    base = BASE_LATENT if base is None else np.asarray(base, dtype=np.float64)
-    latents = sweep_latents(base, steps)
+    if base is None:
+        base = BASE_LATENT if ranges is None else base_within(ranges)
+    base = np.asarray(base, dtype=np.float64)
+    latents = sweep_latents(base, steps, ranges)
     images = render_latents_to_images(latents, image_size=image_size, **settings)
     zoomed = [k for k, name in enumerate(LATENT_NAMES) if name in ZOOM_ROWS] if zoom > 1 else []
     if zoomed:

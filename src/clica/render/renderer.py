@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ClicaError
+from ..extras import need
 from . import scene
 from .meshes import canonical_shape_name, shape_mesh
 
@@ -351,8 +352,7 @@ def create_context(use_gpu: bool = False):
     images on every machine); with it the default EGL device (a GPU where one
     is present). Failure is a :class:`ClicaError`.
     """
-    import moderngl
-
+    moderngl = need("moderngl")
     _load_tritons_llvm_first()
     if not use_gpu:
         os.environ.setdefault("LIBGL_ALWAYS_SOFTWARE", "1")
