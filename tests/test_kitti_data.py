@@ -199,6 +199,7 @@ def test_data_command(tmp_path, capsys):
     capsys.readouterr()
     assert main(["data", "kitti-masks", "--output", str(tmp_path / "n.pickle"), "--seed", "-1"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "--seed must be ≥ 0" in err and not (tmp_path / "n.pickle").exists()
+    assert err.count("\n") == 1 and "--seed must be a whole number from 0" in err
+    assert not (tmp_path / "n.pickle").exists()
     masks, latents = load_kitti_pickle(out)
     assert len(masks) >= 4

@@ -57,8 +57,6 @@ def run(args) -> int:
         out = out / "kitti_peds_v2.pickle"
     if out.exists() and not args.force:
         raise ClicaError(f"{out} exists; pass --force to overwrite it")
-    if args.seed < 0:  # numpy's generators take none
-        raise ClicaError(f"--seed must be ≥ 0, got {args.seed}")
     if not (0 < args.min_height < args.max_height):
         raise ClicaError(f"need 0 < --min-height < --max-height, got {args.min_height}, {args.max_height}")
     if args.max_height > 64:
