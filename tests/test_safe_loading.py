@@ -56,7 +56,7 @@ def fast_runs():
     real, cache = mixing.invertible_mlp, {}
 
     def cached(*args, **kwargs):
-        key = (args, tuple(sorted(kwargs.items())))
+        key = (args, tuple(sorted((k, v) for k, v in kwargs.items() if k != "say")))  # say: who hears it
         if key not in cache:
             cache[key] = real(*args, **{**kwargs, "n_iter_cond_thresh": 1000})
         return copy.deepcopy(cache[key])
