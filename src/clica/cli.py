@@ -104,7 +104,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         description="Identifiable contrastive learning: reproduce 'Contrastive Learning "
         "Inverts the Data Generating Process' (Zimmermann et al., ICML 2021).",
     )
-    parser.add_argument("--version", nargs=0, action=_PrintVersion, help="print clica's version and exit")
+    parser.add_argument("--version", nargs=0, action=_PrintVersion, default=argparse.SUPPRESS,
+                        help="print clica's version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
         if command is not None and name != command:
