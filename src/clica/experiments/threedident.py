@@ -498,12 +498,13 @@ def _require_memory(args, session: Session, folder, layout, needs_images: bool) 
     evaluation's latents, matched latents and encodings, float32.
     """
     images = session.local_batch(args.batch_size) * (2 if args.mode == "unsupervised" else 1)
-    pixels = 3 * math.prod(args.image_size or folder.image_shape()) if needs_images else 0
+    size = tuple(args.image_size or folder.image_shape()) if needs_images else ()
+    pixels = 3 * math.prod(size) if size else 0
     evaluation = args.n_eval_samples * (2 * folder.dim + 2 * layout.dim)
     require_memory(4 * (11 * images * pixels + evaluation),
                    f"--batch-size {args.batch_size} with --n-eval-samples {args.n_eval_samples}"
-                   + (f" at {'x'.join(map(str, args.image_size or folder.image_shape()))} px" if needs_images else ""),
-                   "lower them" + (" or --image-size" if needs_images else ""))
+                   + (f" at {'x'.join(map(str, size))} px" if size else ""),
+                   "lower them" + (" or --image-size" if size else ""))
 
 
 def _train(args, session: Session, layout, folder, test_folder, needs_images: bool) -> dict:
