@@ -16,6 +16,7 @@ EXTRAS = {
     "render": ("moderngl",),
     "3dident": ("torchvision", "faiss"),
     "cluster": ("ray",),
+    "datasets": ("h5py",),
 }
 
 
