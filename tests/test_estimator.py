@@ -100,7 +100,7 @@ def test_explicit_pairs_recover_the_sources():
         x, x_pos = (g(torch.from_numpy(a).float()).double().numpy() for a in (z, z_pos))
     ica = ContrastiveICA(n_components=3, n_steps=300, batch_size=512, hidden_units=(64, 64, 64), random_state=0,
                          device="cpu").fit(x, X_positive=x_pos)
-    assert ica.n_pairs_ == 4000
+    assert ica.n_pairs_ == 3600  # the last 400 pairs validate
     assert ica.score(x, z) > 0.9
 
 
@@ -162,7 +162,11 @@ def test_fitted_attributes(fitted, series):
     x = series[0]
     assert fitted.n_features_in_ == 3 and fitted.n_components_ == 3 and fitted.input_shape_ == (3,)
     assert fitted.n_iter_ == 20 == len(fitted.loss_curve_) and fitted.batch_size_ == 32
-    assert fitted.n_pairs_ == len(x) - 1  # the last row starts no pair
+    cut = len(x) - round(0.1 * len(x))  # the last 10 % of the rows hold the validation pairs
+    assert fitted.n_pairs_ == cut - 1  # the last row of the training part starts no pair
+    assert fitted.validation_loss_ == fitted.validation_curve_[-1] and fitted.validation_steps_ == [20]
+    assert fitted.trials_ == [{"random_state": fitted.trials_[0]["random_state"],
+                               "validation_loss": fitted.validation_loss_, "n_iter": 20}]
     assert fitted.device_ == "cpu"
     np.testing.assert_allclose(fitted.mean_, x.mean(0))
     assert list(fitted.get_feature_names_out()) == ["contrastiveica0", "contrastiveica1", "contrastiveica2"]
@@ -186,8 +190,8 @@ def test_dataframe_feature_names():
 
 def test_a_batch_larger_than_the_data_shrinks_to_all_pairs():
     x, _, _ = mixed_time_series(n=11)
-    ica = ContrastiveICA(**{**SMALL, "batch_size": 1024}).fit(x)
-    assert ica.batch_size_ == 10 and ica.n_pairs_ == 10
+    ica = ContrastiveICA(**{**SMALL, "batch_size": 1024, "validation_fraction": 0}).fit(x)
+    assert ica.batch_size_ == 10 and ica.n_pairs_ == 10 and ica.validation_loss_ is None
 
 
 def test_a_failed_refit_leaves_the_previous_fit_intact(series):
@@ -245,7 +249,8 @@ def test_groups_and_a_list_of_sequences_give_the_same_pairs(series):
     kw = {**SMALL, "max_delta_t": 3}
     from_list = ContrastiveICA(**kw).fit(parts)
     from_groups = ContrastiveICA(**kw).fit(x, groups=ids)
-    assert from_list.n_pairs_ == from_groups.n_pairs_ == 597
+    # the last 60 rows are held out: the cut falls into "c", leaving 249 + 9 + 279 pairs to train on
+    assert from_list.n_pairs_ == from_groups.n_pairs_ == 537
     np.testing.assert_array_equal(from_list.transform(x), from_groups.transform(x))
     out = from_list.transform(parts)  # a list in, a list out
     assert [len(o) for o in out] == [250, 10, 340]
@@ -379,7 +384,7 @@ def test_transform_and_score_errors_are_one_clear_line(fitted, series):
         (lambda: fitted.score(x, z, metric="auc"), r"^unknown metric 'auc'; choose 'mcc' or 'r2'$"),
         (lambda: fitted.score(x, z[:10]), r"^y has shape \(10, 3\), X has 4000 samples"),
         (lambda: fitted.score(x, np.hstack([z, z])), r"^y has 6 sources, more than the 3 components recovered$"),
-        (lambda: fitted.score(x, None), r"^score needs the true sources y"),
+        (lambda: fitted.score(x[:2]), r"^X forms 1 positive pair: the InfoNCE score needs at least 2"),
     ]
     for call, pattern in cases:
         with pytest.raises(ValueError, match=pattern) as info:

@@ -53,6 +53,12 @@ IMAGE_SIZE = 64  # the conv encoder's input: 64×64 images (KITTI Masks)
 FILE_FORMAT = "clica.ContrastiveICA"
 FILE_VERSION = 1
 _ENCODE_CHUNK = {"mlp": 16384, "conv": 512}
+VALIDATE_EVERY = 100        # steps between two validation losses
+VALIDATION_BATCH = 1024     # pairs per validation batch (fewer when there are fewer): the same for every model
+VALIDATION_BATCHES = 8      # at most this many batches (8,192 pairs) make one validation loss
+PATIENCE = 5                # n_steps="auto": validations without improvement before training stops
+AUTO_TOL = 1e-3             # ... an improvement is a drop of the validation loss by more than this
+AUTO_MAX_STEPS = 20_000     # ... and it stops here at the latest
 
 
 def _one_line(text: str) -> str:
@@ -67,6 +73,62 @@ def _is_sequence_list(X, min_ndim: int) -> bool:
 
 def _as_numpy(x):
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x
+
+
+class _Pairs:
+    """Positive pairs over the rows of ``x``: row i with row i of ``xp`` (explicit pairs), or the pairs of
+    :class:`~clica.data.sequences.SequencePairs` ``seqs``."""
+
+    def __init__(self, x: torch.Tensor, xp: torch.Tensor | None = None, seqs: SequencePairs | None = None):
+        self.x, self.xp, self.seqs = x, xp, seqs
+
+    def __len__(self) -> int:
+        return len(self.x) if self.seqs is None else len(self.seqs)
+
+    def get(self, idx: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """The anchors and positives of the pairs ``idx``."""
+        if self.seqs is None:
+            idx = idx.to(self.x.device)
+            return self.x[idx], self.xp[idx]
+        first, second = self.seqs.pair_indices(idx, generator)
+        return self.x[first.to(self.x.device)], self.x[second.to(self.x.device)]
+
+
+def _split(X: np.ndarray, Xp, seqs: SequencePairs | None, fraction: float):
+    """The last ``fraction`` of the rows (in time order) held out, but at least 2 pairs: ``((X, Xp, seqs)
+    for training, the same for validation or None)``. Sequences are cut where the held-out rows begin, so
+    no pair spans both parts."""
+    if fraction == 0:
+        return (X, Xp, seqs), None
+    n_val = int(round(fraction * len(X)))
+    if seqs is None:
+        cut = min(len(X) - n_val, len(X) - 2)
+        return (X[:cut], Xp[:cut], None), (X[cut:], Xp[cut:], None)
+    cut = min(len(X) - n_val, int(seqs.starts[-2]) if len(seqs) >= 2 else 0)
+    begin = np.concatenate([[0], np.cumsum(seqs.lengths)[:-1]])
+    head = np.clip(cut - begin, 0, seqs.lengths)
+    return ((X[:cut], None, SequencePairs(head, seqs.max_delta_t)),
+            (X[cut:], None, SequencePairs(seqs.lengths - head, seqs.max_delta_t)))
+
+
+def _mean_loss(net: nn.Module, loss_fn, pairs: _Pairs) -> float:
+    """The mean InfoNCE loss of ``net`` over fixed batches of ``pairs`` (the same batches every call):
+    up to ``VALIDATION_BATCHES`` batches of ``VALIDATION_BATCH`` pairs, the batch's other anchors as
+    negatives."""
+    gen = torch.Generator().manual_seed(0)
+    batch = min(VALIDATION_BATCH, len(pairs))
+    order = torch.randperm(len(pairs), generator=gen)
+    n_batches = min(VALIDATION_BATCHES, len(pairs) // batch)
+    was = net.training
+    net.eval()
+    total = 0.0
+    with torch.no_grad():
+        for b in range(n_batches):
+            x1, x2 = pairs.get(order[b * batch:(b + 1) * batch], gen)
+            h = net(torch.cat([x1, x2]))
+            total += loss_fn(h[:batch], h[batch:]).total.item()
+    net.train(was)
+    return total / n_batches
 
 
 class ContrastiveICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -129,8 +191,11 @@ class ContrastiveICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         its state dict: ``load`` needs a module of the same architecture.
     hidden_units : tuple of int, default=(256, 256, 256, 256)
         Hidden widths of the "mlp" encoder.
-    n_steps : int, default=2000
-        Optimisation steps (batches).
+    n_steps : int or "auto", default=2000
+        Optimisation steps (batches), with a cosine learning-rate decay to 0.
+        "auto": a constant learning rate until the validation loss has not
+        improved (by 0.001) for 5 validations (500 steps), at most 20,000 steps;
+        the encoder of the lowest validation loss is kept.
     batch_size : int, default=1024
         Positive pairs per step; the negatives of each anchor are the batch's other anchors.
     learning_rate : float, default=3e-3
@@ -139,6 +204,23 @@ class ContrastiveICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         Weight of the anchor's own term in the InfoNCE log-sum-exp (the original
         code's negatives contain the anchor: weight 1). A small weight keeps the
         recovered sources from being squeezed towards the faces of the box.
+    validation_fraction : float in [0, 1), default=0.1
+        The last fraction of the rows (in time order; for sequences, the rows
+        after the cut, which splits the sequence it falls into) is held out:
+        no pair spans the cut. Every 100 steps the InfoNCE loss of the held-out
+        pairs is measured (``validation_curve_``), the criterion by which
+        ``n_steps="auto"`` stops and ``n_init`` chooses. 0: train on every row.
+    n_init : int, default=1
+        Encoders trained from different seeds; the one with the lowest
+        validation loss is kept (``trials_`` lists them all). The theory's
+        criterion: the identifying encoder minimises the InfoNCE loss.
+    n_jobs : int or None, default=None
+        Trials trained at once by joblib (None or 1: one after the other; -1:
+        all cores). The joblib backend in effect is used: the process backend
+        on one machine, or Ray's on a cluster
+        (``with joblib.parallel_backend("ray"): ica.fit(X)`` after
+        ``ray.util.joblib.register_ray()``). Results equal the sequential
+        ones up to floating-point summation order.
     device : str or torch.device, default="auto"
         "auto" (CUDA when available, else the CPU), "cpu", "cuda", "cuda:1", ...
     random_state : int, RandomState instance or None, default=None
@@ -168,11 +250,20 @@ class ContrastiveICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     mean_, scale_ : ndarray of shape (d,) or None
         Standardisation of the "mlp" encoder's input (None for other encoders).
     loss_curve_ : list of float
-        The loss of every step.
+        The training loss of every step (of the kept trial).
+    validation_loss_ : float or None
+        The kept encoder's loss on the held-out pairs (None when
+        ``validation_fraction=0``).
+    validation_curve_, validation_steps_ : list of float, list of int
+        The validation loss and the step it was measured after.
+    trials_ : list of dict
+        One record per trial (``random_state``, ``validation_loss``, ``n_iter``).
+    best_trial_ : int
+        The kept trial's index in ``trials_``.
     n_iter_ : int
-        Steps trained.
+        Steps trained (of the kept trial).
     n_pairs_ : int
-        Number of possible anchors (pair starts, or explicit pairs).
+        Number of anchors trained on (pair starts, or explicit pairs, outside the validation part).
     batch_size_ : int
         Pairs per step actually used.
     device_ : str
@@ -205,7 +296,8 @@ class ContrastiveICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
     def __init__(self, n_components=None, *, conditional="laplace", max_delta_t=1, temperature=0.2,
                  encoder="mlp", hidden_units=(256, 256, 256, 256), n_steps=2000, batch_size=1024,
-                 learning_rate=3e-3, self_weight=0.01, device="auto", random_state=None, verbose=False):
+                 learning_rate=3e-3, self_weight=0.01, validation_fraction=0.1, n_init=1, n_jobs=None,
+                 device="auto", random_state=None, verbose=False):
         self.n_components = n_components
         self.conditional = conditional
         self.max_delta_t = max_delta_t
@@ -216,6 +308,9 @@ class ContrastiveICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.self_weight = self_weight
+        self.validation_fraction = validation_fraction
+        self.n_init = n_init
+        self.n_jobs = n_jobs
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -245,8 +340,21 @@ class ContrastiveICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         if self.encoder == "conv" and self.n_components is None:
             raise ValueError("encoder='conv' needs n_components (the number of sources to recover)")
         integer("max_delta_t", 1)
-        integer("n_steps", 1)
+        ns = self.n_steps
+        if not (ns == "auto" if isinstance(ns, str) else isinstance(ns, numbers.Integral) and not isinstance(
+                ns, bool) and ns >= 1):
+            raise ValueError(f"n_steps must be an integer ≥ 1 or 'auto', got {ns!r}")
         integer("batch_size", 2)
+        integer("n_init", 1)
+        v = self.validation_fraction
+        if not (isinstance(v, numbers.Real) and not isinstance(v, bool) and 0 <= v < 1):
+            raise ValueError(f"validation_fraction must be a number in [0, 1), got {v!r}")
+        if v == 0 and (self.n_steps == "auto" or self.n_init > 1):
+            raise ValueError(f"{'n_steps=auto' if self.n_steps == 'auto' else f'n_init={self.n_init}'} chooses by the "
+                             "validation loss: it needs validation_fraction > 0")
+        if self.n_jobs is not None and not (isinstance(self.n_jobs, numbers.Integral) and not isinstance(
+                self.n_jobs, bool) and self.n_jobs != 0):
+            raise ValueError(f"n_jobs must be None or a non-zero integer (-1: all cores), got {self.n_jobs!r}")
         positive("temperature")
         positive("learning_rate")
         positive("self_weight", allow_zero=True)
@@ -318,8 +426,10 @@ class ContrastiveICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             raise ValueError(f"{name} has samples of shape {tuple(X.shape[1:])}, but ContrastiveICA was fitted on "
                              f"samples of shape {tuple(self.input_shape_)}")
 
-    def _fit_data(self, X, X_positive, groups):
-        """(X, positives or None, SequencePairs or None): validated, sequences in their order."""
+    def _pair_data(self, X, X_positive, groups, mode: str = "fit"):
+        """(X, positives or None, SequencePairs or None): validated, sequences in their order.
+
+        ``mode``: "fit" (X sets ``n_features_in_``) or "transform" (X is checked against it)."""
         if _is_sequence_list(X, self._sequence_ndim()):
             if groups is not None:
                 raise ValueError("give either groups or X as a list of sequences, not both")
@@ -330,9 +440,9 @@ class ContrastiveICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             if len(shapes) > 1:
                 raise ValueError(f"the sequences in X have samples of different shapes: {sorted(shapes)}")
             lengths = [len(p) for p in parts]
-            X = self._check_array(np.concatenate(parts), mode="fit")
+            X = self._check_array(np.concatenate(parts), mode=mode)
             return X, None, SequencePairs(lengths, self.max_delta_t)
-        X = self._check_array(X, mode="fit")
+        X = self._check_array(X, mode=mode)
         n = len(X)
         if X_positive is not None:
             if groups is not None:
@@ -417,71 +527,128 @@ class ContrastiveICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         groups : array of N sequence ids, optional: X holds several sequences.
         """
         self._check_params()
-        X, Xp, pairs = self._fit_data(X, X_positive, groups)
-        n_pairs = len(X) if pairs is None else len(pairs)
+        X, Xp, seqs = self._pair_data(X, X_positive, groups)
+        n_pairs = len(X) if seqs is None else len(seqs)
         if n_pairs < 2:
-            what = "pairs" if pairs is None else f"pair starts ({len(pairs.lengths)} sequence(s))"
+            what = "pairs" if seqs is None else f"pair starts ({len(seqs.lengths)} sequence(s))"
             raise ValueError(f"got {len(X)} sample{'s' if len(X) != 1 else ''} forming {n_pairs} positive {what}: "
                              "ContrastiveICA needs at least 2 (the other anchors of a batch are the negatives)")
         if self.encoder == "mlp" and self.n_components is not None and self.n_components > X.shape[1]:
             raise ValueError(f"n_components={self.n_components} is more than the {X.shape[1]} features of X: the "
                              "sources are recovered from an injective mixing, so there are at most as many "
                              "as features")
-        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        train, val = _split(X, Xp, seqs, self.validation_fraction)
+        n_train = len(train[0]) if train[2] is None else len(train[2])
+        n_val = 0 if val is None else (len(val[0]) if val[2] is None else len(val[2]))
+        if val is not None and min(n_train, n_val) < 2:
+            raise ValueError(f"validation_fraction={self.validation_fraction} leaves {n_train} pairs to train on and "
+                             f"{n_val} to validate on; each needs at least 2: give more samples or "
+                             "validation_fraction=0")
+        rs = check_random_state(self.random_state)
+        seeds = [int(rs.randint(np.iinfo(np.int32).max)) for _ in range(self.n_init)]
         device = self._device()
-
         input_shape = tuple(int(s) for s in X.shape[1:])
         mean = scale = None
         if self.encoder == "mlp":
             mean, std = X.mean(0), X.std(0)
             scale = np.where(std > 1e-12 * np.maximum(np.abs(mean), 1.0), std, 1.0)
-        net, k = self._build_encoder(input_shape, self.n_components, seed)
-        net = to_device(net, device)
-        x_all = self._standardise(X, mean, scale).to(device)
-        xp_all = None if Xp is None else self._standardise(Xp, mean, scale).to(device)
 
-        batch = min(self.batch_size, n_pairs)
+        def pairs(part) -> _Pairs | None:
+            if part is None:
+                return None
+            x, xp, sq = part
+            return _Pairs(self._standardise(x, mean, scale).to(device),
+                          None if xp is None else self._standardise(xp, mean, scale).to(device), sq)
+
+        train_pairs, val_pairs = pairs(train), pairs(val)
+        if self.n_init == 1 or self.n_jobs in (None, 1):
+            trials = [self._fit_trial(seed, input_shape, train_pairs, val_pairs, i) for i, seed in enumerate(seeds)]
+        else:
+            from joblib import Parallel, delayed
+
+            trials = Parallel(n_jobs=self.n_jobs)(delayed(self._fit_trial)(seed, input_shape, train_pairs,
+                                                                           val_pairs, i)
+                                                  for i, seed in enumerate(seeds))
+        best = min(range(len(trials)), key=lambda i: (trials[i]["validation_loss"] if val is not None else 0.0, i))
+        chosen = trials[best]
+        net, k = self._build_encoder(input_shape, self.n_components, seeds[best])
+        net.load_state_dict(chosen.pop("state"))
+        # fitted attributes only once training has finished: a failed refit leaves the previous fit intact
+        self.input_shape_, self.mean_, self.scale_ = input_shape, mean, scale
+        self.encoder_ = to_device(net, device).eval()
+        self.n_components_ = int(k)
+        self.loss_curve_ = chosen["loss_curve"]
+        self.validation_loss_ = chosen["validation_loss"] if val is not None else None
+        self.validation_curve_ = chosen["validation_curve"]
+        self.validation_steps_ = chosen["validation_steps"]
+        self.n_iter_ = chosen["n_iter"]
+        self.trials_ = [{"random_state": seed, "validation_loss": t["validation_loss"], "n_iter": t["n_iter"]}
+                        for seed, t in zip(seeds, trials)]
+        self.best_trial_ = int(best)
+        self.n_pairs_ = int(n_train)
+        self.batch_size_ = int(min(self.batch_size, n_train))
+        self.device_ = str(device)
+        return self
+
+    def _fit_trial(self, seed: int, input_shape: tuple, train: _Pairs, val: _Pairs | None, trial: int) -> dict:
+        """Train one encoder from ``seed``: its state dict (on the CPU), training and validation curves.
+
+        A fixed ``n_steps`` follows a cosine learning-rate schedule and keeps the last state;
+        ``n_steps="auto"`` keeps the learning rate, stops after ``PATIENCE`` validations without an
+        improvement of ``AUTO_TOL`` (at ``AUTO_MAX_STEPS`` at the latest) and keeps the best state.
+        """
+        auto = self.n_steps == "auto"
+        n_steps = AUTO_MAX_STEPS if auto else self.n_steps
+        net, _ = self._build_encoder(input_shape, self.n_components, seed)
+        net = to_device(net, train.x.device)
+        n = len(train)
+        batch = min(self.batch_size, n)
         loss_fn = self._loss()
         opt = torch.optim.Adam(net.parameters(), lr=self.learning_rate)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=self.n_steps)
+        sched = None if auto else torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=n_steps)
         gen = torch.Generator().manual_seed(seed + 1)
-        order = {"perm": torch.randperm(n_pairs, generator=gen), "pos": 0}
-        losses: list[float] = []
+        order = {"perm": torch.randperm(n, generator=gen), "pos": 0}
+        out = {"loss_curve": [], "validation_curve": [], "validation_steps": [], "validation_loss": None,
+               "best_step": 0, "state": None}
         net.train()
 
         def step(i: int) -> dict:
-            if order["pos"] + batch > n_pairs:  # a new epoch over the anchors
-                order["perm"], order["pos"] = torch.randperm(n_pairs, generator=gen), 0
-            idx = order["perm"][order["pos"]:order["pos"] + batch]
+            if order["pos"] + batch > n:  # a new epoch over the anchors
+                order["perm"], order["pos"] = torch.randperm(n, generator=gen), 0
+            x1, x2 = train.get(order["perm"][order["pos"]:order["pos"] + batch], gen)
             order["pos"] += batch
-            if pairs is None:
-                x1, x2 = x_all[idx.to(device)], xp_all[idx.to(device)]
-            else:
-                first, second = pairs.pair_indices(idx, gen)
-                x1, x2 = x_all[first.to(device)], x_all[second.to(device)]
             h = net(torch.cat([x1, x2]))
             loss = loss_fn(h[:batch], h[batch:]).total
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            sched.step()
+            if sched is not None:
+                sched.step()
             value = loss.item()
-            losses.append(value)
+            out["loss_curve"].append(value)
             return {"loss": value}
 
-        train_loop(step, n_steps=self.n_steps, log_every=max(1, self.n_steps // 10), desc="ContrastiveICA",
-                   verbose=bool(self.verbose))
-        net.eval()
-        # fitted attributes only once training has finished: a failed refit leaves the previous fit intact
-        self.input_shape_, self.mean_, self.scale_ = input_shape, mean, scale
-        self.encoder_ = net
-        self.n_components_ = int(k)
-        self.loss_curve_ = losses
-        self.n_iter_ = len(losses)
-        self.n_pairs_ = int(n_pairs)
-        self.batch_size_ = int(batch)
-        self.device_ = str(device)
-        return self
+        def done(i: int) -> bool:
+            if val is None or (i % VALIDATE_EVERY and i != n_steps):
+                return False
+            v = _mean_loss(net, loss_fn, val)
+            out["validation_curve"].append(v)
+            out["validation_steps"].append(i)
+            best = out["validation_loss"]
+            if not auto or best is None or v < best - AUTO_TOL:
+                out["validation_loss"], out["best_step"] = v, i
+                if auto:
+                    out["state"] = copy.deepcopy(net.state_dict())
+            return auto and (i - out["best_step"]) >= PATIENCE * VALIDATE_EVERY
+
+        desc = "ContrastiveICA" if self.n_init == 1 else f"ContrastiveICA {trial + 1}/{self.n_init}"
+        train_loop(step, n_steps=n_steps, log_every=max(1, n_steps // 10), desc=desc, verbose=bool(self.verbose),
+                   done=done)
+        if out["state"] is None:
+            out["state"] = net.state_dict()
+        out["state"] = {k: v.detach().cpu().clone() for k, v in out["state"].items()}
+        out["n_iter"] = len(out["loss_curve"])
+        return out
 
     # ------------------------------------------------------------------ transform and score
 
@@ -514,19 +681,36 @@ class ContrastiveICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             return [self._transform_one(x, f"X[{i}]") for i, x in enumerate(X)]
         return self._transform_one(X)
 
-    def score(self, X, y, metric: str = "mcc") -> float:
-        """How well ``transform(X)`` recovers the known sources ``y`` (N × k, k ≤ n_components).
+    def score(self, X, y=None, metric: str = "mcc", *, X_positive=None, groups=None) -> float:
+        """Without ``y``: the negative InfoNCE loss of the pairs of X (higher is better); with the known
+        sources ``y`` (N × k, k ≤ n_components): how well ``transform(X)`` recovers them.
 
-        ``metric="mcc"``: mean |Pearson correlation| of each source with the output
+        **No ground truth** (``y=None``): X's positive pairs are formed as ``fit`` forms them (a time
+        series, ``groups``, a list of sequences or ``X_positive``) and the loss is averaged over fixed
+        batches of up to 1,024 pairs, as ``validation_loss_``. The theory's criterion: the identifying
+        encoder minimises it, so ``GridSearchCV(ica, grid, cv=TimeSeriesSplit())`` selects
+        parameters without true sources. Compare models of the same ``conditional`` and
+        ``temperature`` only: they set the loss's scale.
+
+        **Known sources** ``y``: ``metric="mcc"``: mean |Pearson correlation| of each source with the output
         matched to it (Hungarian matching): 1 = recovered up to permutation, sign and
         scale. ``metric="r2"``: R² of the best affine map from the outputs to the
         sources (fitted and scored on the same samples), averaged over sources:
         1 = recovered up to an invertible linear map. Lists of sequences are concatenated.
         """
+        if y is None:
+            check_is_fitted(self)
+            X, Xp, seqs = self._pair_data(X, X_positive, groups, "transform")
+            self._check_shape(X, "X")
+            n = len(X) if seqs is None else len(seqs)
+            if n < 2:
+                raise ValueError(f"X forms {n} positive pair{'s' if n != 1 else ''}: the InfoNCE score needs at "
+                                 "least 2 (the other anchors of a batch are the negatives)")
+            x = self._standardise(X, self.mean_, self.scale_).to(self.device_)
+            xp = None if Xp is None else self._standardise(Xp, self.mean_, self.scale_).to(self.device_)
+            return -_mean_loss(self.encoder_, self._loss(), _Pairs(x, xp, seqs))
         if metric not in METRICS:
             raise ValueError(f"unknown metric {metric!r}; choose 'mcc' or 'r2'")
-        if y is None:
-            raise ValueError("score needs the true sources y (N × k)")
         hz = self.transform(X)
         if isinstance(hz, list):
             hz = np.concatenate(hz)
@@ -560,7 +744,8 @@ class ContrastiveICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         check_fields(fitted, path, optional={
             "n_features_in_": int, "mean_": (torch.Tensor, type(None)), "scale_": (torch.Tensor, type(None)),
             "feature_names_in_": list, "loss_curve_": list, "n_iter_": int, "n_pairs_": int,
-            "batch_size_": int, "device_": str}, what="a saved ContrastiveICA")
+            "batch_size_": int, "device_": str, "validation_loss_": (float, type(None)), "validation_curve_": list,
+            "validation_steps_": list, "trials_": list, "best_trial_": int}, what="a saved ContrastiveICA")
         shape = fitted["input_shape_"]
         want = {"mlp": 1, "conv": 3}.get(self.encoder if isinstance(self.encoder, str) else "", None)
         if not shape or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shape) or (
@@ -588,8 +773,11 @@ class ContrastiveICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         for name in ("n_iter_", "n_pairs_", "batch_size_"):
             if fitted.get(name, 0) < 0:
                 raise ClicaError(f"{what} {name} is negative")
-        if not all(isinstance(v, (int, float)) for v in fitted.get("loss_curve_", [])):
-            raise ClicaError(f"{what} its loss_curve_ holds values that are not numbers")
+        for name in ("loss_curve_", "validation_curve_", "validation_steps_"):
+            if not all(isinstance(v, (int, float)) for v in fitted.get(name, [])):
+                raise ClicaError(f"{what} its {name} holds values that are not numbers")
+        if not all(isinstance(t, dict) for t in fitted.get("trials_", [])):
+            raise ClicaError(f"{what} its trials_ are not records")
         return tuple(shape)
 
     def save(self, path: str | os.PathLike) -> None:
@@ -615,7 +803,10 @@ class ContrastiveICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             "n_components_": self.n_components_, "n_features_in_": int(self.n_features_in_),
             "input_shape_": list(self.input_shape_), "loss_curve_": [float(v) for v in self.loss_curve_],
             "n_iter_": self.n_iter_, "n_pairs_": self.n_pairs_, "batch_size_": self.batch_size_,
-            "device_": self.device_,
+            "device_": self.device_, "validation_loss_": self.validation_loss_,
+            "validation_curve_": [float(v) for v in self.validation_curve_],
+            "validation_steps_": [int(v) for v in self.validation_steps_],
+            "trials_": [dict(t) for t in self.trials_], "best_trial_": self.best_trial_,
             "mean_": None if self.mean_ is None else torch.from_numpy(np.asarray(self.mean_, np.float64)),
             "scale_": None if self.scale_ is None else torch.from_numpy(np.asarray(self.scale_, np.float64)),
         }
@@ -690,6 +881,11 @@ class ContrastiveICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         if "feature_names_in_" in fitted:
             est.feature_names_in_ = np.asarray(fitted["feature_names_in_"], dtype=object)
         est.loss_curve_ = list(fitted.get("loss_curve_", []))
+        est.validation_loss_ = fitted.get("validation_loss_")
+        est.validation_curve_ = list(fitted.get("validation_curve_", []))
+        est.validation_steps_ = list(fitted.get("validation_steps_", []))
+        est.trials_ = [dict(t) for t in fitted.get("trials_", [])]
+        est.best_trial_ = int(fitted.get("best_trial_", 0))
         est.n_iter_ = int(fitted.get("n_iter_", len(est.loss_curve_)))
         est.n_pairs_ = int(fitted.get("n_pairs_", 0))
         est.batch_size_ = int(fitted.get("batch_size_", 0))

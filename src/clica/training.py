@@ -105,6 +105,7 @@ def train_loop(
     window: dict | None = None,
     verbose: bool = True,
     agree_stop: Callable[[bool], bool] | None = None,
+    done: Callable[[int], bool] | None = None,
 ) -> list[dict]:
     """Run ``step(i)`` for i = start_step+1 .. n_steps and return the logged records.
 
@@ -129,6 +130,9 @@ def train_loop(
     ``agree_stop`` (several processes training one model) maps this process's stop request to the
     decision of all of them, so that every process stops after the same step (one that stopped alone
     would leave the others waiting in the next step's gradient exchange).
+
+    ``done(i)`` (optional) ends training after step i when it returns True (early stopping): that step
+    is logged and checkpointed as the last one.
     """
     if log_every < 1:
         raise ValueError("log_every must be ≥ 1")
@@ -151,6 +155,8 @@ def train_loop(
             for k, v in stats.items():
                 if not math.isfinite(float(v)):
                     raise ClicaError(f"{k} became {float(v)} at step {i}: {DIVERGED}")
+            if done is not None and done(i):
+                n_steps = i
             sums = window["sums"]
             for k, v in stats.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
@@ -182,6 +188,8 @@ def train_loop(
                 why = signal.Signals(stop.signum).name if stop.signum is not None else "another process stopped"
                 say(f"stopped after step {i} ({why})" + ("; checkpoint saved" if checkpoint is not None else ""))
                 raise KeyboardInterrupt
+            if i == n_steps:  # ``done`` ended it early
+                break
     window["elapsed_s"] = round(time.monotonic() - t0, 3)
     if checkpoint is not None and n_steps > start_step:
         checkpoint(n_steps)

@@ -1,0 +1,122 @@
+"""Data families for judging ``ContrastiveICA`` on data it was not tuned for (``estimator_suite.py``).
+
+Each family is a recipe: slowly varying sources (the dynamics), a random injective
+mixing into d ≥ k observed dimensions (depth, activation), optional observation
+noise, a size and a layout (one series or several recordings). ``make(name, seed)``
+returns ``(X, Z, groups)``: observations, true sources and recording ids (None for
+one series). Everything is drawn from ``seed``; nothing here was used to choose the
+estimator's defaults except the family ``issue24`` (the time series of issue 24).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+from scipy.signal import lfilter
+from torch import nn
+
+from clica.mixing import ACTIVATIONS
+
+
+@dataclass(frozen=True)
+class Family:
+    """One kind of data: sources (``dynamics``, ``k``, ``speed``), mixing and layout."""
+
+    name: str
+    dynamics: str = "reflected-laplace"   # reflected-laplace, laplace, ar1-laplace, ar1-gennorm
+    k: int = 4
+    d: int = 12
+    T: int = 20_000
+    depth: int = 3
+    activation: str = "leaky_relu"        # or smooth_leaky_relu
+    speed: float | tuple = 0.05           # step scale; a (lo, hi) pair: sources at different speeds
+    noise: float = 0.0                    # observation noise, in units of each observed column's std
+    recordings: int = 1                   # > 1: T rows split into this many independent recordings
+    note: str = ""
+
+
+FAMILIES = {f.name: f for f in [
+    Family("issue24", note="issue 24's series: reflected Laplace walks, 3 leaky-ReLU layers, d = 3k"),
+    Family("unbounded", dynamics="laplace", note="unbounded Laplace random walks"),
+    Family("ar1-laplace", dynamics="ar1-laplace", k=6, d=6, depth=2, note="AR(1), Laplace innovations, d = k"),
+    Family("ar1-gennorm", dynamics="ar1-gennorm", d=8, activation="smooth_leaky_relu",
+           note="AR(1), generalized-normal innovations (β = 3), smooth mixing"),
+    Family("speeds", k=5, d=10, speed=(0.01, 0.1), note="sources at speeds 0.01 … 0.1"),
+    Family("deep", depth=5, note="5 leaky-ReLU layers"),
+    Family("linear", k=8, d=8, depth=1, note="a linear mixing (FastICA's home ground)"),
+    Family("noisy", d=16, noise=0.05, note="observation noise, 5 % of each column's std"),
+    Family("small", k=2, d=4, T=2_000, note="T = 2,000, k = 2"),
+    Family("wide", k=20, d=40, T=50_000, speed=0.1, note="k = 20 sources in d = 40"),
+    Family("long", T=200_000, note="T = 200,000"),
+    Family("recordings", recordings=20, note="20 recordings of 1,000 rows (groups=)"),
+]}
+
+
+def _reflect(v: np.ndarray) -> np.ndarray:
+    w = np.mod(v, 2.0)
+    return np.where(w > 1.0, 2.0 - w, w)
+
+
+def sources(f: Family, rng: np.random.Generator) -> np.ndarray:
+    """T × k sources with the family's dynamics, one independent walk per recording."""
+    n = f.T // f.recordings
+    speed = (np.exp(np.linspace(np.log(f.speed[0]), np.log(f.speed[1]), f.k)) if isinstance(f.speed, tuple)
+             else np.full(f.k, f.speed))
+    parts = []
+    for _ in range(f.recordings):
+        if f.dynamics in ("reflected-laplace", "laplace"):
+            steps = rng.laplace(0.0, speed, size=(n, f.k))
+            steps[0] = rng.uniform(0, 1, size=f.k)
+            z = np.cumsum(steps, axis=0)
+            parts.append(_reflect(z) if f.dynamics == "reflected-laplace" else z)
+        else:
+            phi = 1.0 - speed                  # AR(1) z_t = φ z_{t-1} + ε_t, stationary std ≈ 1
+            if f.dynamics == "ar1-laplace":
+                eps = rng.laplace(0.0, 1.0, size=(n, f.k))
+            else:
+                from scipy.stats import gennorm
+                eps = gennorm.rvs(3.0, size=(n, f.k), random_state=rng)
+            eps = eps / eps.std() * np.sqrt(1 - phi ** 2)
+            eps[0] = rng.normal(size=f.k)
+            parts.append(np.stack([lfilter([1.0], [1.0, -p], e) for p, e in zip(phi, eps.T)], axis=1))
+    return np.concatenate(parts)
+
+
+def injective_mlp(k: int, d: int, depth: int, activation: str, rng: np.random.Generator) -> nn.Sequential:
+    """A frozen random injective MLP R^k → R^d: a well-conditioned k → d layer, then d × d layers."""
+    layers: list[nn.Module] = []
+    n_in = k
+    for i in range(depth):
+        while True:  # orthonormal-ish columns scaled: condition number ≤ 5
+            w = rng.uniform(-1, 1, size=(d, n_in))
+            w /= np.linalg.norm(w, axis=0, keepdims=True)
+            if np.linalg.cond(w) < 5:
+                break
+        lin = nn.Linear(n_in, d, bias=False)
+        lin.weight.data = torch.from_numpy(w).float()
+        layers.append(lin)
+        if i < depth - 1:
+            layers.append(ACTIVATIONS[activation]())
+        n_in = d
+    g = nn.Sequential(*layers)
+    for p in g.parameters():
+        p.requires_grad_(False)
+    return g
+
+
+def make(family: str | Family, seed: int, **changes):
+    """(X, Z, groups) of ``family`` (a name or a :class:`Family`), drawn from ``seed``."""
+    f = FAMILIES[family] if isinstance(family, str) else family
+    f = replace(f, **changes)
+    rng = np.random.default_rng([seed, 24])
+    z = sources(f, rng)
+    zs = (z - z.mean(0)) / z.std(0)
+    g = injective_mlp(f.k, f.d, f.depth, f.activation, rng)
+    with torch.no_grad():
+        x = g(torch.from_numpy(zs).float()).double().numpy()
+    if f.noise:
+        x = x + rng.normal(size=x.shape) * f.noise * x.std(0)
+    groups = None if f.recordings == 1 else np.repeat(np.arange(f.recordings), f.T // f.recordings)
+    return x, z, groups
