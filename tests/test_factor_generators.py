@@ -88,6 +88,8 @@ def test_the_dsprites_file_has_the_published_arrays(tmp_path):
     i = int(np.flatnonzero((classes[:, 1:] == [2, 3, 26, 31, 20]).all(1))[0])   # a heart, by its classes
     np.testing.assert_array_equal(imgs[i], _image(2, 3, 26, 31, 20))
     assert [p.name for p in tmp_path.iterdir()] == [dsprites.FILE_NAME]   # no temporary left
+    assert main(["data", "dsprites", "--output", f"{tmp_path}/new/", "--factor", "posX=0", "--factor", "posY=0"]) == 0
+    assert (tmp_path / "new" / dsprites.FILE_NAME).is_file()               # a new folder, named by its slash
 
 
 def test_the_three_shapes_differ_and_the_heart_is_not_symmetric_top_to_bottom():

@@ -8,6 +8,7 @@ dSprites ``.npz`` and 3D Shapes ``.h5`` on the published factor grids (:mod:`cli
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import numpy as np
@@ -84,9 +85,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _output(args, file_name: str) -> Path:
-    """``--output``, with ``file_name`` inside it when it is a folder; refused when it exists without --force."""
+    """``--output``, with ``file_name`` inside it when it is a folder (or ends in /); refused when it exists
+    without --force."""
     out = Path(args.output)
-    if out.is_dir():
+    if out.is_dir() or args.output.endswith(("/", os.sep)):
         out = out / file_name
     if out.exists() and not args.force:
         raise ClicaError(f"{out} exists; pass --force to overwrite it")
