@@ -212,3 +212,16 @@ def test_a_failed_generation_leaves_no_file(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         dsprites.write_npz(tmp_path / "d.npz", dsprites.GRID.select(["posX=0"]))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_shapes3d_uncompressed_is_contiguous_and_holds_the_same_images(tmp_path):
+    import h5py
+
+    spec = ["--factor", "floor_hue=1", "--factor", "wall_hue=1", "--factor", "object_hue=1,2", "--factor", "scale=3"]
+    assert main(["data", "shapes3d", "--output", str(tmp_path / "gz.h5"), *spec]) == 0
+    assert main(["data", "shapes3d", "--output", str(tmp_path / "raw.h5"), "--compression", "0", *spec]) == 0
+    with h5py.File(tmp_path / "gz.h5", "r") as gz, h5py.File(tmp_path / "raw.h5", "r") as raw:
+        assert gz["images"].compression == "gzip" and gz["images"].chunks == (16, 64, 64, 3)
+        assert raw["images"].compression is None and raw["images"].chunks is None   # memory-mappable
+        np.testing.assert_array_equal(gz["images"][()], raw["images"][()])
+        np.testing.assert_array_equal(gz["labels"][()], raw["labels"][()])

@@ -81,7 +81,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help=FACTOR_HELP.format(example=example) + f"; names: {', '.join(module.GRID.names)}")
         p.add_argument("--force", action="store_true", help="overwrite --output if it exists")
     s3.add_argument("--compression", type=int, default=4, choices=range(10), metavar="0-9",
-                    help="gzip level of the images (0: none)")
+                    help="gzip level of the images (0: uncompressed and contiguous, so a loader can memory-map "
+                         "them: 5.5 GiB for the full grid)")
 
 
 def _output(args, file_name: str) -> Path:

@@ -159,14 +159,19 @@ def blocks(sub: SubGrid):
                 yield table[(np.clip(linear, 0.0, 1.0) * top + 0.5).astype(np.int32)]
 
 
-def write_h5(path: str | Path, sub: SubGrid, progress=None, compression: int | None = 4) -> None:
-    """Write ``sub`` as a 3dshapes-format ``.h5`` (``images``, ``labels``), streaming, atomically."""
+def write_h5(path: str | Path, sub: SubGrid, progress=None, compression: int = 4) -> None:
+    """Write ``sub`` as a 3dshapes-format ``.h5`` (``images``, ``labels``), streaming, atomically.
+
+    ``compression`` is the gzip level of ``images``, in chunks of 16 images (small chunks keep random
+    reads of single images fast); 0 writes them uncompressed and contiguous, which a loader can memory-map.
+    """
     h5py = need("h5py")
-    n, g = len(sub), int(np.prod(sub.shape[3:]))
+    n = len(sub)
+    layout = {"chunks": (min(n, 16), SIZE, SIZE, 3), "compression": "gzip", "compression_opts": compression} \
+        if compression else {}
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as fh:
-            images = fh.create_dataset("images", (n, SIZE, SIZE, 3), dtype=np.uint8, chunks=(min(g, n), SIZE, SIZE, 3),
-                                       compression="gzip" if compression else None, compression_opts=compression)
+            images = fh.create_dataset("images", (n, SIZE, SIZE, 3), dtype=np.uint8, **layout)
             fh.create_dataset("labels", data=sub.values())
             start = 0
             for block in blocks(sub):
