@@ -108,13 +108,12 @@ def blocks(sub: SubGrid):
                     yield sprite_block(int(shape), float(scale), float(angle), x, y).reshape(-1, SIZE, SIZE)
 
 
-def write_npz(path: str | Path, sub: SubGrid, progress=None, compresslevel: int = 6) -> None:
+def write_npz(path: str | Path, sub: SubGrid, progress=None) -> None:
     """Write ``sub`` as a dSprites-format ``.npz`` (deflated, as published), streaming, atomically."""
     n = len(sub)
     header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False,
               "shape": (n, SIZE, SIZE)}
-    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=compresslevel,
-                                                   allowZip64=True) as zf:
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
         with zf.open("imgs.npy", "w", force_zip64=True) as fh:
             np.lib.format.write_array_header_2_0(fh, header)
             for block in blocks(sub):

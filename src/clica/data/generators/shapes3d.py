@@ -61,14 +61,14 @@ void main() {
 """
 
 
-def camera(azimuth_deg: float) -> tuple[np.ndarray, np.ndarray]:
-    """The camera's view-projection and position at ``azimuth_deg`` around the object."""
+def camera(azimuth_deg: float) -> np.ndarray:
+    """The camera's view-projection matrix at ``azimuth_deg`` around the object."""
     from ...render.scene import look_at, perspective
 
     a = math.radians(azimuth_deg)
     eye = TARGET + CAMERA_DISTANCE * np.array([math.cos(a) * math.cos(CAMERA_ELEVATION),
                                                math.sin(a) * math.cos(CAMERA_ELEVATION), math.sin(CAMERA_ELEVATION)])
-    return perspective(CAMERA_FOV, 0.1, 50.0) @ look_at(eye, TARGET), eye
+    return perspective(CAMERA_FOV, 0.1, 50.0) @ look_at(eye, TARGET)
 
 
 class WeightRenderer:
@@ -101,7 +101,7 @@ class WeightRenderer:
         return ctx.vertex_array(self.prog, [(vbo, "3f 3f", "in_pos", "in_nrm")], index_buffer=ibo)
 
     def render(self, scale: float, shape: int, azimuth_deg: float) -> np.ndarray:
-        vp, _ = camera(azimuth_deg)
+        vp = camera(azimuth_deg)
         vao, lift = self.meshes[shape]
         k = OBJECT_SIZE * scale / 2                    # meshes are 2 wide in their largest extent
         model = np.diag([k, k, k, 1.0])
