@@ -21,6 +21,8 @@ def _without(monkeypatch, *modules):
     (["render", "dataset", "--output-folder", "d"], "render"),
     (["3dident", "--offline-dataset", "d"], "3dident"),
     (["table", "mlp", "--rows", "box-laplace-l1", "--seeds", "1", "--steps", "1"], "cluster"),
+    (["data", "shapes3d", "--output", "s.h5"], "render"),
+    (["data", "shapes3d", "--output", "s.h5"], "datasets"),
 ])
 def test_a_command_whose_extra_is_missing_says_which_in_one_line(argv, extra, monkeypatch, tmp_path, capsys):
     monkeypatch.chdir(tmp_path)

@@ -195,3 +195,56 @@ def test_a_tables_help_is_its_own(experiment, own_flag, capsys):
         main(["table", experiment, "--help"])
     out = capsys.readouterr().out
     assert exc.value.code == 0 and out.startswith(f"usage: clica table {experiment}") and own_flag in out
+
+
+def test_datasets_make_one_cell_per_row_and_dataset_each_run_on_its_dataset(tmp_path, monkeypatch):
+    """`--datasets`: every row on every dataset, the dataset and --data-dir handed to `clica kitti`'s config
+    (`run_kitti` stands in here: the benchmark loaders live in `clica kitti`)."""
+    from clica.data.generators import dsprites, shapes3d
+    from clica.experiments import kitti
+
+    rows = table.dataset_rows(table.select_rows("kitti", "kitti-l1-box,kitti-slowvae"),
+                              table.parse_datasets("dsprites, shapes3d,dsprites"))
+    assert [r.name for r in rows] == ["kitti-l1-box@dsprites", "kitti-l1-box@shapes3d",
+                                      "kitti-slowvae@dsprites", "kitti-slowvae@shapes3d"]
+    assert rows[1].cell == ("kitti-l1-box", "shapes3d") and "--dataset shapes3d" in rows[1].command_line()
+    for name in (dsprites.FILE_NAME, shapes3d.FILE_NAME):
+        (tmp_path / name).touch()
+    assert table.data_dirs(rows, str(tmp_path)) == {"dsprites": str(tmp_path), "shapes3d": str(tmp_path)}
+    seen = []
+    monkeypatch.setattr(kitti, "run_kitti", lambda cfg: seen.append(cfg) or {"mcc": 0.25 + 0.5 * len(seen)})
+    records = [table.run_one(r, 0, steps=3, threads=1, data_dir=str(tmp_path)) for r in rows]
+    assert [(c.dataset, c.data_dir, c.max_iter, c.model) for c in seen] == [
+        ("dsprites", str(tmp_path), 3, "contrastive"), ("shapes3d", str(tmp_path), 3, "contrastive"),
+        ("dsprites", str(tmp_path), 3, "slowvae"), ("shapes3d", str(tmp_path), 3, "slowvae")]
+    table.write_outputs(rows, records, tmp_path, steps=3, total_s=1.0)
+    md = (tmp_path / "table.md").read_text()
+    assert "| method | dsprites | shapes3d |" in md
+    assert "| kitti-l1-box | 0.7500 | 1.2500 |" in md and "| kitti-slowvae | 1.7500 | 2.2500 |" in md
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--datasets", "dsprites"], "needs --data-dir DIR (or $CLICA_DATA_DIR) holding "
+                                 "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz; make it with `clica data dsprites"),
+    (["--datasets", "shapes3d", "--data-dir", "{tmp}"], "{tmp}/3dshapes.h5 not found"),
+    (["--datasets", "kittimasks,dsprites", "--data-dir", "{tmp}"], "make it with `clica data kitti-masks --output"),
+    (["--datasets", "dsprites,mnist"], "unknown dataset(s) mnist; choose from kittimasks, dsprites"),
+])
+def test_a_dataset_without_its_file_is_one_line_before_anything_runs(argv, needle, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("CLICA_DATA_DIR", raising=False)
+    out = tmp_path / "table"
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    assert main(["table", "kitti", "--seeds", "1", "--steps", "1", "--output-dir", str(out), *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle.replace("{tmp}", str(tmp_path)) in err and not out.exists()
+
+
+def test_the_dataset_table_runs_on_ray_with_what_clica_kitti_reads_today(tmp_path, capsys):
+    """kittimasks through `--datasets`: a real Ray run of one cell, its MCC in the method × dataset table."""
+    assert main(["table", "kitti", "--rows", "kitti-l1-box", "--datasets", "kittimasks", "--seeds", "1",
+                 "--steps", "3", "--output-dir", str(tmp_path)]) == 0
+    (rec,) = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
+    assert rec["row"] == "kitti-l1-box@kittimasks" and rec["status"] == "ok"
+    assert rec["config"]["dataset"] == "kittimasks"
+    md = (tmp_path / "table.md").read_text()
+    assert "| method | kittimasks |" in md and f"| kitti-l1-box | {rec['mcc']:.4f} |" in md

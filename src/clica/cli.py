@@ -21,7 +21,7 @@ COMMANDS = {
     "kitti": ("clica.experiments.kitti", "KITTI Masks experiment (the original main_kitti.py)"),
     "3dident": ("clica.experiments.threedident", "3DIdent experiment (the original main_3dident.py)"),
     "render": ("clica.render.cli", "generate the 3DIdent dataset: latents, images, previews, stats"),
-    "data": ("clica.data.cli", "make offline datasets (synthetic KITTI Masks)"),
+    "data": ("clica.data.cli", "make offline datasets: synthetic KITTI Masks, dSprites and 3D Shapes"),
     "table": ("clica.experiments.table", "the paper's identifiability grid over seeds, run on Ray"),
     "score": ("clica.metrics.cli", "score a representation against ground-truth factors (MCC, R², MIG, DCI, ...)"),
     "rerun": ("clica.experiments.rerun", "run a run folder's config.json again (same settings and seed) into a new "

@@ -28,6 +28,7 @@ import numpy as np
 from .errors import ClicaError
 
 __all__ = [
+    "atomic_path",
     "atomic_write_bytes",
     "append_line",
     "os_error_reason",
@@ -72,19 +73,21 @@ def write_error(path, exc: OSError) -> ClicaError:
     return ClicaError(f"{reason} while writing {path}; nothing was left half-written")
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and a rename.
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary file beside ``path`` to write; renamed onto ``path`` when the block ends without error.
 
-    A failed write (a full disk) removes the temporary file, leaves ``path`` as it was and
-    raises a one-line :class:`ClicaError`.
+    A failed write (a full disk, an exception, Ctrl-C) removes the temporary file, leaves ``path`` as it
+    was, and turns an :class:`OSError` into a one-line :class:`ClicaError`. Writers that stream (a zip, an
+    HDF5 file) use it directly; :func:`atomic_write_bytes` is the one-buffer case.
     """
     path = Path(path)
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+        os.close(fd)
+        yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the usual mode
         os.replace(tmp, path)
     except BaseException as exc:
@@ -93,6 +96,12 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         if isinstance(exc, OSError):
             raise write_error(path, exc) from None
         raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and a rename (:func:`atomic_path`)."""
+    with atomic_path(path) as tmp, os.fdopen(os.open(tmp, os.O_WRONLY), "wb") as fh:
+        fh.write(data)
 
 
 def append_line(path: str | os.PathLike, line: str) -> None:

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.generators.dsprites import FILE_NAME as DSPRITES_FILE
+from ..data.generators.shapes3d import FILE_NAME as SHAPES3D_FILE
 from ..errors import ClicaError
 from ..extras import need
 from ..runs import RunDir, append_line, atomic_write_bytes, atomic_write_json, check_output_folder
@@ -80,6 +82,7 @@ class Row:
     prediction: str
     note: str = ""
     recipe: dict = field(default_factory=dict)
+    cell: tuple[str, str] | None = None     # (method, dataset) of a row that ``--datasets`` made
 
     def config(self, steps: int | None = None) -> dict:
         """The row's full settings: recipe, then setting; ``steps`` overrides the training length."""
@@ -170,6 +173,56 @@ def kitti_rows() -> list[Row]:
         Row("kitti-slowvae", "kitti", {"model": "slowvae"}, "none", "baseline", common),
         Row("kitti-betavae", "kitti", {"model": "slowvae", "betavae": True}, "none", "baseline", common),
     ]
+
+
+# the datasets `clica kitti --dataset` names, and for those clica can make offline: the published file
+# that --data-dir must hold and the command that writes it
+DATASETS = ("kittimasks", "dsprites", "shapes3d", "mpi3d", "cars3d", "smallnorb", "natural")
+DATASET_FILES = {"kittimasks": ("kitti_peds_v2.pickle", "clica data kitti-masks"),
+                 "dsprites": (DSPRITES_FILE, "clica data dsprites"),
+                 "shapes3d": (SHAPES3D_FILE, "clica data shapes3d")}
+
+
+def parse_datasets(names: str) -> list[str]:
+    """``"dsprites,shapes3d"`` → the dataset names, checked, in order, each once."""
+    wanted = list(dict.fromkeys(n.strip().lower() for n in names.split(",") if n.strip()))
+    unknown = [n for n in wanted if n not in DATASETS]
+    if unknown or not wanted:
+        raise ClicaError(f"--datasets: unknown dataset(s) {', '.join(unknown) or '(none given)'}; "
+                         f"choose from {', '.join(DATASETS)}")
+    return wanted
+
+
+def dataset_rows(rows: list[Row], datasets: list[str]) -> list[Row]:
+    """Every row on every dataset: one row ``ROW@DATASET`` per (row, dataset), a cell of the table."""
+    return [Row(f"{row.name}@{ds}", row.command, {**row.settings, "dataset": ds}, row.prediction, row.note,
+                row.recipe, cell=(row.name, ds)) for row in rows for ds in datasets]
+
+
+def dataset_of(row: Row) -> str:
+    return row.settings.get("dataset", "kittimasks")
+
+
+def data_dirs(rows: list[Row], data_dir: str | None) -> dict[str, str | None]:
+    """The ``data_dir`` each KITTI row's dataset runs with, checked on this machine before anything runs.
+
+    KITTI Masks without ``--data-dir`` is the synthetic file each run makes; the other datasets read
+    ``--data-dir``, else ``$CLICA_DATA_DIR``. A folder that lacks a dataset's published file is a
+    one-line error naming the file and the ``clica data`` command that writes it.
+    """
+    out = {}
+    for ds in dict.fromkeys(dataset_of(r) for r in rows if r.command == "kitti"):
+        folder = out[ds] = data_dir if ds == "kittimasks" else data_dir or os.environ.get("CLICA_DATA_DIR")
+        name, make = DATASET_FILES.get(ds, (None, None))
+        if folder is None and ds != "kittimasks":
+            raise ClicaError(f"--datasets {ds} needs --data-dir DIR (or $CLICA_DATA_DIR)"
+                             + (f" holding {name}; make it with `{make} --output DIR`" if name else ""))
+        if folder is None or name is None or (ds == "kittimasks" and Path(folder).is_file()):
+            continue
+        if not (Path(folder) / name).is_file():
+            raise ClicaError(f"{Path(folder) / name} not found: --datasets {ds} reads it from --data-dir; "
+                             f"make it with `{make} --output {folder}` or put the published file there")
+    return out
 
 
 def select_rows(experiment: str, names: str | None = None, vary: str | None = None) -> list[Row]:
@@ -284,6 +337,7 @@ def run_table(rows: list[Row], seeds: list[int], output_dir: str | Path, steps: 
 
     ray = need("ray")
 
+    dirs = data_dirs(rows, data_dir)
     out = Path(output_dir)
     check_output_folder(out, ("runs.jsonl", "table.md"), "clica table")
     out.mkdir(parents=True, exist_ok=True)
@@ -311,7 +365,8 @@ def run_table(rows: list[Row], seeds: list[int], output_dir: str | Path, steps: 
             # a worker that dies is retried; a run that raises is not: it is seeded, so it would raise again
             task = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=max_retries,
                               retry_exceptions=False, runtime_env={"env_vars": threads})(run_one)
-            pending = {task.remote(row, seed, steps, cpus_per_run, data_dir): (row, seed) for row, seed in todo}
+            pending = {task.remote(row, seed, steps, cpus_per_run, dirs.get(dataset_of(row))): (row, seed)
+                       for row, seed in todo}
             with Progress(len(wanted), desc="table runs", initial=len(wanted) - len(todo), unit="run",
                           every_s=10, enabled=progress) as bar:
                 while pending and not interrupted:
@@ -411,6 +466,9 @@ def write_outputs(rows: list[Row], records: list[dict], out: Path, steps: int | 
         target = pred.target if pred.check is None else f"{pred.target} {s['verdict']}"
         lines.append(f"| {s['row']} | {pred.label} | {_score(s['r2'], s['n_ok'])} | {_score(s['mcc'], s['n_ok'])} | "
                      f"{seconds} | {_to_mcc(s['seconds_to_mcc'])} | {target} | {runs} |")
+    cells = [row for row in rows if row.cell]
+    if cells:
+        lines += ["", "MCC by method and dataset (mean ± std over the seeds):", "", *_cell_table(cells, summary)]
     lines += ["", "Theory: " + "; ".join(f"**{p.label}**: {p.claim}" for p in PREDICTIONS.values()) + ".", "",
               f"s to MCC {MCC_REACHED}: the median over seeds of the training seconds at the first logged step "
               f"(every {MLP_RECIPE['n_log_steps']} steps) at or above it, with how many seeds got there.", "",
@@ -423,6 +481,18 @@ def write_outputs(rows: list[Row], records: list[dict], out: Path, steps: int | 
     atomic_write_bytes(out / "table.md", ("\n".join(lines) + "\n").encode())
     _figure(rows, records, out / "table.png")
     atomic_write_json(out / "summary.json", {"rows": summary, "seconds": round(total_s, 1)})
+
+
+def _cell_table(rows: list[Row], summary: list[dict]) -> list[str]:
+    """A Markdown table with a line per method and a column per dataset, each cell its MCC."""
+    by_cell = {row.cell: next(s for s in summary if s["row"] == row.name) for row in rows}
+    methods = list(dict.fromkeys(m for m, _ in by_cell))
+    datasets = list(dict.fromkeys(d for _, d in by_cell))
+    lines = ["| method | " + " | ".join(datasets) + " |", "|---|" + "---|" * len(datasets)]
+    for m in methods:
+        cells = [_score(by_cell[m, d]["mcc"], by_cell[m, d]["n_ok"]) if (m, d) in by_cell else "—" for d in datasets]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _to_mcc(median_reached_recorded: tuple[float, int, int]) -> str:
@@ -464,9 +534,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         _add_common_arguments(q)
     mlp.add_argument("--vary", choices=("n", "layers"), default=None,
                      help="the box/Laplace/L1 row at n = 5, 10, 20, 40 or mixing depth 1-5 instead of the grid")
+    kitti.add_argument("--datasets", default=None,
+                       help=f"comma-separated datasets ({', '.join(DATASETS)}): every row runs on each, one cell "
+                            "of the table per (row, dataset), scored by MCC (default: KITTI Masks alone, as rows "
+                            "without a dataset). dsprites and shapes3d can be the generated files of `clica data "
+                            "dsprites|shapes3d`, which follow the published factor grids but are not the published "
+                            "images")
     kitti.add_argument("--data-dir", default=None,
-                       help="the KITTI-format pickle or its folder on every worker (default: the synthetic "
-                            "data, made by each run)")
+                       help="the folder on every worker that holds each dataset's published file "
+                            f"(kitti_peds_v2.pickle, {DSPRITES_FILE}, {SHAPES3D_FILE}, ...), or the KITTI pickle "
+                            "itself (default: the synthetic KITTI data, made by each run; $CLICA_DATA_DIR for the "
+                            "other datasets)")
 
 
 def _add_common_arguments(p: argparse.ArgumentParser) -> None:
@@ -488,6 +566,8 @@ def _add_common_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     rows = select_rows(args.experiment, args.rows, getattr(args, "vary", None))
+    if getattr(args, "datasets", None):
+        rows = dataset_rows(rows, parse_datasets(args.datasets))
     if args.seeds < 1:
         raise ClicaError(f"--seeds must be at least 1, got {args.seeds}")
     if args.steps is not None and args.steps < 1:

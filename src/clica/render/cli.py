@@ -47,7 +47,7 @@ def _image_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--material-names", nargs="+", type=str, default=["Rubber"],
                    help="per object (or one for all): Rubber, MyMetal, Crystal")
     p.add_argument("--shape-names", nargs="+", type=str, default=["Teapot"],
-                   help="per object (or one for all): Teapot, Cube, Sphere, Cylinder")
+                   help="per object (or one for all): Teapot, Cube, Sphere, Cylinder, Capsule")
     p.add_argument("--image-size", default=224, type=int, help="image width and height in pixels")
     p.add_argument("--workers", default=1, type=int, help="local rendering processes")
     p.add_argument("--batch-size", default=None, type=int,
@@ -113,7 +113,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", default=0, type=int, help="picks the random latents / rows")
     p.add_argument("--no-spotlights", action="store_true", help="render without the objects' spotlights")
     p.add_argument("--shape-names", nargs="+", type=str, default=["Teapot"],
-                   help="per object (or one for all): Teapot, Cube, Sphere, Cylinder")
+                   help="per object (or one for all): Teapot, Cube, Sphere, Cylinder, Capsule")
     p.add_argument("--material-names", nargs="+", type=str, default=["Rubber"],
                    help="per object (or one for all): Rubber, MyMetal, Crystal")
     p.set_defaults(_render=_preview)

@@ -1,4 +1,4 @@
-"""Object meshes of the 3DIdent scene: teapot (default), cube, sphere, cylinder.
+"""Object meshes of the 3DIdent scene: teapot (default), cube, sphere, cylinder, capsule.
 
 Every mesh is centred on its bounding-box centre and scaled so that its largest
 bounding-box side is 2 (the convention of the CLEVR shapes the original scene
@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import ClicaError
 from .teapot import teapot_mesh
 
-SHAPE_NAMES = ("Teapot", "Cube", "Sphere", "Cylinder")
+SHAPE_NAMES = ("Teapot", "Cube", "Sphere", "Cylinder", "Capsule")
 
 
 @dataclass(frozen=True)
@@ -107,6 +107,24 @@ def _cylinder(n: int = 32) -> tuple:
     return np.array(pos), np.array(nrm), np.array(tri)
 
 
+def _capsule(n_cap: int = 8, n_lon: int = 32) -> tuple:
+    """An upright capsule: a cylinder of radius 1/2 and height 1 between two hemispheres (height 2 in all)."""
+    cap = np.linspace(0, np.pi / 2, n_cap + 1)              # top pole to equator, then equator to bottom pole
+    t = np.concatenate([cap, cap + np.pi / 2])
+    shift = np.repeat([0.5, -0.5], n_cap + 1)               # the hemispheres' centres; the side joins them
+    ph = np.linspace(0, 2 * np.pi, n_lon + 1)
+    T, P = np.meshgrid(t, ph, indexing="ij")
+    nrm = np.stack([np.sin(T) * np.cos(P), np.sin(T) * np.sin(P), np.cos(T)], -1).reshape(-1, 3)
+    pos = nrm * 0.5
+    pos[:, 2] += np.repeat(shift, ph.size)
+    g = np.arange(pos.shape[0]).reshape(t.size, ph.size)
+    a, b, c, d = g[:-1, :-1].ravel(), g[1:, :-1].ravel(), g[1:, 1:].ravel(), g[:-1, 1:].ravel()
+    tri = np.concatenate([np.stack([a, b, c], 1), np.stack([a, c, d], 1)])
+    e1, e2 = pos[tri[:, 1]] - pos[tri[:, 0]], pos[tri[:, 2]] - pos[tri[:, 0]]
+    tri = tri[np.linalg.norm(np.cross(e1, e2), axis=1) > 1e-10]
+    return pos, nrm, tri
+
+
 @lru_cache(maxsize=None)
 def shape_mesh(name: str, resolution: int = 8) -> Mesh:
     """The normalised mesh of a shape (``resolution``: teapot patch subdivisions)."""
@@ -117,4 +135,6 @@ def shape_mesh(name: str, resolution: int = 8) -> Mesh:
         return _normalise(*_cube())
     if name == "Sphere":
         return _normalise(*_sphere())
+    if name == "Capsule":
+        return _normalise(*_capsule())
     return _normalise(*_cylinder())
