@@ -1,6 +1,6 @@
 """clica: identifiable contrastive learning."""
 
-__all__ = ["ContrastiveICA"]
+__all__ = ["ContrastiveICA", "consistency"]
 
 
 def __getattr__(name):
@@ -16,6 +16,10 @@ def __getattr__(name):
         from .estimator import ContrastiveICA
 
         return ContrastiveICA
+    if name == "consistency":
+        from .metrics import consistency
+
+        return consistency
     raise AttributeError(f"module 'clica' has no attribute {name!r}")
 
 

@@ -7,6 +7,7 @@ disentanglement_lib defines them (what each measures and misses: docs/metrics.md
 
 from ._arrays import constant_columns, to_numpy
 from .beta_vae import BetaVAEScore, beta_vae_score
+from .consistency import Consistency, consistency
 from .dci import DCIResult, dci
 from .factor_vae import FactorVAEScore, factor_vae_score
 from .ground_truth import GroundTruthData
@@ -21,4 +22,5 @@ __all__ = [
     "to_numpy", "constant_columns", "LinearFit", "linear_fit", "linear_r2", "correlation_matrix", "MCCResult", "mcc",
     "mig", "DCIResult", "dci", "sap", "modularity", "Explicitness", "explicitness", "GroundTruthData",
     "BetaVAEScore", "beta_vae_score", "FactorVAEScore", "factor_vae_score", "GENERATOR_FREE", "score",
+    "Consistency", "consistency",
 ]
