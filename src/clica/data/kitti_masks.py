@@ -211,6 +211,10 @@ class KittiMasks:
     ``len(dataset)`` is the number of possible pair starts, as the original.
     """
 
+    title = "KITTI Masks"
+    factor_names = FACTOR_NAMES
+    channels = 1
+
     def __init__(self, masks: list[np.ndarray], latents: list[np.ndarray], max_delta_t: int = 1):
         if max_delta_t < 1:
             raise ClicaError(f"--kitti-max-delta-t must be at least 1, got {max_delta_t}")
@@ -237,6 +241,9 @@ class KittiMasks:
     @property
     def n_frames(self) -> int:
         return len(self.frames)
+
+    def describe(self) -> str:
+        return f"KITTI Masks: {self.n_sequences} sequences, {self.n_frames} frames"
 
     def pair_indices(self, idx: torch.Tensor, generator: torch.Generator | None = None):
         """Global frame indices (first, second) of the pairs starting at pair indices ``idx``."""
