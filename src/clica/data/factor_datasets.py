@@ -114,7 +114,7 @@ class FactorDataset:
         if ((classes < 0) | (classes >= np.array(spec.factor_sizes))).any():
             raise ClicaError(f"{source}: factor indices outside the published grid {spec.factor_sizes}")
         self.spec, self.source, self.packed = spec, source, packed
-        self.scale = 1.0 if binary else 1 / 255
+        self.divisor = 1.0 if binary else 255.0
         self._images = images_array
         values = [np.unique(classes[:, j]) for j in range(f)]
         self.grid_sizes = tuple(len(v) for v in values)
@@ -158,7 +158,7 @@ class FactorDataset:
         if device is not None:
             x = x.to(device, non_blocking=True)
         x = x.unsqueeze(1) if x.dim() == 3 else x.permute(0, 3, 1, 2)
-        return x.float().mul_(self.scale)
+        return x.float().div_(self.divisor)
 
     def second_indices(self, idx: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Indices of the second images of the pairs that start at image indices ``idx``."""
@@ -338,12 +338,13 @@ def _norb_matrix(path: Path, spec) -> np.ndarray:
 def _smallnorb(spec, folder):
     from PIL import Image
 
+    splits = [{kind: folder / f"smallnorb-{split}-{kind}.mat" for kind in ("dat", "cat", "info")}
+              for split in NORB_SPLITS]
+    for p in (p for paths in splits for p in paths.values()):
+        if not p.is_file():
+            raise ClicaError(f"SmallNORB file not found: {p}; {_where(spec, 'the six files (then gunzip them)')}")
     parts = []
-    for split in NORB_SPLITS:
-        paths = {kind: folder / f"smallnorb-{split}-{kind}.mat" for kind in ("dat", "cat", "info")}
-        for p in paths.values():
-            if not p.is_file():
-                raise ClicaError(f"SmallNORB file not found: {p}; {_where(spec, 'the six files (then gunzip them)')}")
+    for paths in splits:
         with _reading(spec, paths["dat"]):
             dat, cat, info = (_norb_matrix(paths[k], spec) for k in ("dat", "cat", "info"))
         n = len(cat)

@@ -174,7 +174,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="folder holding the dataset's published file(s) (kitti_peds_v2.pickle, "
                         "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz, 3dshapes.h5, mpi3d_real.npz, "
                         "the Cars3D .mat files, the SmallNORB .mat files), or the file itself "
-                        "(default: $CLICA_DATA_DIR, else ./data/kitti, ./data/dsprites, ... as the original)")
+                        "(default: $CLICA_DATA_DIR, else ./data/kitti, or for the other datasets the "
+                        "original's folders ./data/dsprites, ./data/shapes3d, ./data/mpi3d_real, ./data/cars, "
+                        "./data/smallNORB)")
     p.add_argument("--model", choices=("contrastive", "slowvae"), default="contrastive",
                    help="contrastive: Lp InfoNCE encoder; slowvae: the SlowVAE baseline")
     p.add_argument("--augment", dest="augment", action="store_true", default=False,
