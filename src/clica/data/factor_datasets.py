@@ -149,15 +149,20 @@ class FactorDataset:
                 + ", ".join(f"{n} {s}" for n, s in zip(self.spec.factor_names, self.grid_sizes)))
 
     def images(self, frame_idx, device=None) -> torch.Tensor:
-        """Float images (n, C, 64, 64) in [0, 1] for image indices."""
+        """Float images (n, C, 64, 64) in [0, 1] for image indices. On the CPU the conversion is numpy's
+        (one thread: small batches made beside training gain nothing from torch's thread pool); on an
+        accelerator the bytes are moved and converted there."""
         idx = np.asarray(frame_idx.cpu() if torch.is_tensor(frame_idx) else frame_idx, dtype=np.int64)
         raw = self._images[idx]
         if self.packed:
             raw = np.unpackbits(raw, axis=-1)
-        x = torch.from_numpy(np.ascontiguousarray(raw))
-        if device is not None:
-            x = x.to(device, non_blocking=True)
-        x = x.unsqueeze(1) if x.dim() == 3 else x.permute(0, 3, 1, 2)
+        raw = raw[:, None] if raw.ndim == 3 else raw.transpose(0, 3, 1, 2)
+        if device is None or torch.device(device).type == "cpu":
+            x = np.ascontiguousarray(raw, dtype=np.float32)
+            if self.divisor != 1:
+                x /= np.float32(self.divisor)
+            return torch.from_numpy(x)
+        x = torch.from_numpy(np.ascontiguousarray(raw)).to(device, non_blocking=True)
         return x.float().div_(self.divisor)
 
     def second_indices(self, idx: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

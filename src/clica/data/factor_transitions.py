@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from ..errors import ClicaError
@@ -34,11 +35,12 @@ RANDOM_RATE = (1.0, 10.0)  # rate=-1: uniform in this range, per pair (the origi
 
 def laplace_pmf(start: torch.Tensor, size: int, rate: torch.Tensor | float) -> torch.Tensor:
     """(B, size) probabilities of the next index on a grid of ``size`` values, for current indices
-    ``start`` (B,): ∝ exp(-|x - start| · rate / log(size)), normalised over the grid."""
-    x = torch.arange(size, dtype=torch.float64)
-    rate = torch.as_tensor(rate, dtype=torch.float64).reshape(-1, 1)
-    w = torch.exp(-(x - start.double().reshape(-1, 1)).abs() * rate / math.log(size))
-    return w / w.sum(1, keepdim=True)
+    ``start`` (B,): ∝ exp(-|x - start| · rate / log(size)), normalised over the grid. (numpy's exp:
+    torch's float64 exp stalls on a busy machine with more than one thread.)"""
+    x = np.arange(size, dtype=np.float64)
+    rate = np.asarray(rate, dtype=np.float64).reshape(-1, 1)
+    w = np.exp(-np.abs(x - start.numpy().astype(np.float64).reshape(-1, 1)) * rate / math.log(size))
+    return torch.from_numpy(w / w.sum(1, keepdims=True))
 
 
 class _Transition:
