@@ -326,6 +326,29 @@ def test_evaluate_and_resume_a_factor_run(tmp_path, data, capsys):
     assert "other settings (--rate-data)" in capsys.readouterr().err
 
 
+def test_generator_metrics_on_a_factor_dataset(tmp_path, data, monkeypatch):
+    """--specify beta_vae_sklearn/factor_vae_metric use the dataset as a ground-truth generator (small settings
+    here; disentanglement_lib's by default)."""
+    import functools
+
+    import clica.metrics as suite
+
+    monkeypatch.setattr(suite, "beta_vae_score", functools.partial(suite.beta_vae_score, batch_size=8,
+                                                                   num_train=40, num_eval=20))
+    monkeypatch.setattr(suite, "factor_vae_score", functools.partial(
+        suite.factor_vae_score, batch_size=8, num_train=40, num_eval=20, num_variance_estimate=100))
+    assert _kitti(tmp_path, data, "dsprites", "--specify", "mcc_mig_beta_vae_sklearn_factor_vae_metric") == 0
+    scores = json.loads((tmp_path / "out/dsprites_laplace_1/1_0/2/evaluation/last/disentanglement.json").read_text())
+    assert scores["factors"] == list(SPECS["dsprites"].factor_names)
+    for key in ("mig", "beta_vae_train", "beta_vae_eval", "factor_vae_train", "factor_vae_eval"):
+        assert 0 <= scores[key] <= 1, key
+    ds = load_factor_dataset("dsprites", data / "dsprites")
+    rs = np.random.RandomState(0)
+    factors = ds.sample_factors(50, rs)
+    x = ds.sample_observations_from_factors(factors, rs)
+    assert x.shape == (50, 1, 64, 64) and np.array_equal(x[:, 0], _blocks(factors).astype(np.float32))
+
+
 @pytest.mark.parametrize("dataset, flags, match", [
     ("kittimasks", ["--data-distribution", "uniform"], "--data-distribution concerns the factor datasets"),
     ("dsprites", ["--kitti-max-delta-t", "2"], "--kitti-max-delta-t concerns KITTI Masks only"),

@@ -130,7 +130,7 @@ class FactorDataset:
         self.row_of = torch.from_numpy(row_of)
         self.strides = torch.from_numpy(strides)
         self.transition = make_transition(distribution, self.grid_sizes, spec.categorical, rate, k)
-        scored = list(spec.scored or range(f))
+        scored = self._scored = list(spec.scored or range(f))
         self.latents = torch.from_numpy(classes[:, scored].astype(np.float32))
         self.factor_names = tuple(spec.factor_names[j] for j in scored)
         self.factor_sizes = tuple(spec.factor_sizes[j] for j in scored)
@@ -178,6 +178,30 @@ class FactorDataset:
     def eval_indices(self, n: int = 10_000, seed: int = 0) -> np.ndarray:
         """Indices of ``n`` evaluation images, drawn uniformly."""
         return np.random.RandomState(seed).randint(0, len(self), size=n)
+
+    # --- a ground-truth generator (clica.metrics.GroundTruthData) over the scored factors, for the
+    # BetaVAE and FactorVAE scores; unscored factors (SmallNORB's instance) are drawn at random, as
+    # disentanglement_lib does
+
+    @property
+    def num_factors(self) -> int:
+        return len(self.factor_names)
+
+    @property
+    def factors_num_values(self) -> list[int]:
+        return [self.grid_sizes[j] for j in self._scored]
+
+    def sample_factors(self, num: int, random_state: np.random.RandomState) -> np.ndarray:
+        """(num, num_factors) grid indices of the scored factors, each uniform."""
+        return np.stack([random_state.randint(n, size=num) for n in self.factors_num_values], 1)
+
+    def sample_observations_from_factors(self, factors: np.ndarray, random_state: np.random.RandomState):
+        """Images (n, C, 64, 64) float32 with the scored factors' grid indices ``factors``."""
+        codes = np.empty((len(factors), len(self.grid_sizes)), dtype=np.int64)
+        codes[:, self._scored] = factors
+        for j in sorted(set(range(len(self.grid_sizes))) - set(self._scored)):
+            codes[:, j] = random_state.randint(self.grid_sizes[j], size=len(factors))
+        return self.images(self.row_of[torch.from_numpy(codes @ self.strides.numpy())]).numpy()
 
 
 # --------------------------------------------------------------------------- files

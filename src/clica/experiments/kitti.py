@@ -66,7 +66,8 @@ DESCRIPTION = (
 NUMBERED_CHECKPOINT_EVERY = 50_000
 # the original's metric configs (--specify names) -> clica.metrics.suite names; None: needs a generator
 METRICS = {"mcc": "mcc", "mig": "mig", "dci": "dci", "sap_score": "sap", "modularity_explicitness": "modularity",
-           "beta_vae_sklearn": None, "factor_vae_metric": None}
+           "beta_vae_sklearn": "beta_vae", "factor_vae_metric": "factor_vae"}
+GENERATOR_METRICS = ("beta_vae", "factor_vae")  # need a ground-truth generator: the factor datasets have one
 SUPPORTED_DATASETS = ("kittimasks", *SPECS)
 # flags that only mean something for the factor datasets: an error when given with kittimasks
 FACTOR_DATASET_FLAGS = {
@@ -117,7 +118,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         f"({', '.join(METRICS)}), '_'-separated; a metric is computed when a part occurs in "
                         "its name, e.g. mcc_mig_dci. Empty: MCC only. MCC is always computed (the summary); "
                         "the others go to evaluation/<ckpt-name>/disentanglement.json. "
-                        "beta_vae_sklearn and factor_vae_metric need a data generator, which the datasets here lack")
+                        "beta_vae_sklearn and factor_vae_metric (disentanglement_lib's settings: slow on a CPU) need "
+                        "a data generator: the factor datasets, not kittimasks")
     p.add_argument("--random-search", action="store_true",
                    help="random search: --num_runs draws of seed and SlowVAE beta/gamma/rate-prior as the original")
     p.add_argument("--random-seeds", action="store_true",
@@ -280,22 +282,23 @@ def check_args(args) -> None:
         raise ClicaError("--evaluate cannot be combined with --random-search or --random-seeds")
     if args.random_search and args.random_seeds:
         raise ClicaError("choose one of --random-search and --random-seeds")
-    specified_metrics(args.specify)
+    specified_metrics(args.specify, args.dataset)
 
 
-def specified_metrics(specify: str) -> list[str]:
+def specified_metrics(specify: str, dataset: str = "kittimasks") -> list[str]:
     """The original's metric names that ``--specify`` selects (a name is selected when a '_'-separated
-    part of ``specify`` occurs in it; empty: mcc); those that need a data generator are refused."""
+    part of ``specify`` occurs in it; empty: mcc); those that need a data generator are refused for
+    KITTI Masks."""
     parts = [part for part in specify.split("_") if part]
     chosen = [name for name in METRICS if any(part in name for part in parts)] if parts else ["mcc"]
     if not chosen:
         raise ClicaError(f"--specify {specify!r} selects no metric: choose from {', '.join(METRICS)}")
-    generator = [name for name in chosen if METRICS[name] is None]
-    if generator:
+    generator = [name for name in chosen if METRICS[name] in GENERATOR_METRICS]
+    if generator and dataset == "kittimasks":
         raise ClicaError(f"--specify {specify!r} selects {' and '.join(generator)}, which need a dataset with a "
                          f"ground-truth generator (factors sampled, then observations made from them); KITTI Masks "
-                         f"are real video masks with none, and clica kitti does not compute them on the factor "
-                         f"datasets yet")
+                         f"are real video masks with none (the factor datasets, e.g. --dataset "
+                         f"dsprites, have one)")
     return chosen
 
 
@@ -328,12 +331,17 @@ def _state_dict_for(net: nn.Module, state: dict) -> dict:
 @torch.no_grad()
 def encode_frames(net: nn.Module, dataset: KittiMasks | FactorDataset, idx: np.ndarray, device,
                   batch: int = 500) -> np.ndarray:
+    """The representation of the dataset's images ``idx``, read ``batch`` at a time."""
+    return np.concatenate([encode_images(net, dataset.images(torch.as_tensor(idx[i:i + batch]), device), device)
+                           for i in range(0, len(idx), batch)])
+
+
+@torch.no_grad()
+def encode_images(net: nn.Module, x: torch.Tensor, device, batch: int = 500) -> np.ndarray:
+    """The representation of images ``x`` (n, C, 64, 64), in batches, in eval mode."""
     was_training = net.training
     net.eval()
-    out = []
-    for i in range(0, len(idx), batch):
-        x = dataset.images(torch.as_tensor(idx[i:i + batch]), device)
-        out.append(representation(net, x).float().cpu())
+    out = [representation(net, x[i:i + batch].to(device)).float().cpu() for i in range(0, len(x), batch)]
     net.train(was_training)
     return torch.cat(out).numpy()
 
@@ -561,9 +569,10 @@ def _evaluate_and_save(args, net, dataset, session: Session, iteration: int, con
                elapsed_s=round(time.monotonic() - t0, 2))
     out_dir = session.run.path / "evaluation" / args.ckpt_name
     atomic_write_json(out_dir / "mcc.json", res)
-    others = [METRICS[name] for name in specified_metrics(args.specify) if name != "mcc"]
+    others = [METRICS[name] for name in specified_metrics(args.specify, args.dataset) if name != "mcc"]
     if others:
-        _save_disentanglement(z, hz, others, out_dir / "disentanglement.json", args.specify, dataset.factor_names)
+        _save_disentanglement(z, hz, others, out_dir / "disentanglement.json", args.specify, dataset,
+                              lambda x: encode_images(net, torch.from_numpy(x), session.device))
 
     def figure() -> Path:
         from ..plots import true_vs_predicted
@@ -596,17 +605,26 @@ def _evaluate_and_save(args, net, dataset, session: Session, iteration: int, con
 
 
 def _save_disentanglement(z: np.ndarray, hz: np.ndarray, metrics: list[str], path: Path, specify: str,
-                          names: tuple[str, ...]) -> None:
+                          dataset, representation) -> None:
     """Score the encoded evaluation frames by ``clica.metrics.score`` (the factors binned into 20 bins,
-    the first 80 % of frames the train split, as ``clica score``) and write them as JSON."""
-    from ..metrics import score
+    the first 80 % of frames the train split, as ``clica score``), and with a factor dataset the BetaVAE
+    and FactorVAE scores from its generator (disentanglement_lib's settings, seed 0); write them as JSON."""
+    from .. import metrics as suite
 
     t0 = time.monotonic()
+    free = [m for m in metrics if m not in GENERATOR_METRICS]
     try:
-        scores = score(hz, z, metrics, seed=0)
+        scores = suite.score(hz, z, free, seed=0) if free else {}
     except ValueError as exc:
         raise ClicaError(f"--specify {specify}: {exc}") from None
-    atomic_write_json(path, {**scores, "factors": list(names), "specify": specify,
+    if "beta_vae" in metrics:
+        r = suite.beta_vae_score(dataset, representation, seed=0)
+        scores.update(beta_vae_train=r.train_accuracy, beta_vae_eval=r.eval_accuracy)
+    if "factor_vae" in metrics:
+        r = suite.factor_vae_score(dataset, representation, seed=0)
+        scores.update(factor_vae_train=r.train_accuracy, factor_vae_eval=r.eval_accuracy,
+                      factor_vae_active_dims=r.num_active_dims)
+    atomic_write_json(path, {**scores, "factors": list(dataset.factor_names), "specify": specify,
                              "elapsed_s": round(time.monotonic() - t0, 2)})
     print(", ".join(f"{k} {v:.4f}" for k, v in scores.items() if isinstance(v, float)) + f"; results in {path}")
 
