@@ -156,7 +156,7 @@ def test_smallnorb_joins_both_splits_and_leaves_instance_unscored(tmp_path):
     assert torch.allclose(x.mean((1, 2, 3)) * 255, expected.float(), atol=1e-3)
     # the instance is kept in pairs (categorical), as the category
     first = torch.arange(32).repeat(20)
-    second = ds.second_indices(first, torch.Generator().manual_seed(0))
+    _, second = ds.pair_indices(first, torch.Generator().manual_seed(0))
     assert torch.equal(ds.codes[first, :2], ds.codes[second, :2])
 
 

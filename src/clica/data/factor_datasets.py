@@ -5,7 +5,7 @@ Each is a complete grid of discrete factors with one 64×64 image per grid point
 each image's factor indices; a pair is an image and a second image whose factors follow a sparse
 transition (:mod:`clica.data.factor_transitions`). It has the interface of
 :class:`clica.data.kitti_masks.KittiMasks` that ``clica kitti`` uses (``len``, ``n_frames``,
-``sample_pairs``, ``images``, ``eval_indices``, ``latents``, ``factor_names``), so the same
+``pair_indices``, ``sample_pairs``, ``images``, ``eval_indices``, ``latents``, ``factor_names``), so the same
 loader, training loop and MCC evaluation run on every dataset.
 
 Published files (``--data-dir DIR`` or ``$CLICA_DATA_DIR``; defaults as the SlowVAE code):
@@ -165,15 +165,16 @@ class FactorDataset:
         x = torch.from_numpy(np.ascontiguousarray(raw)).to(device, non_blocking=True)
         return x.float().div_(self.divisor)
 
-    def second_indices(self, idx: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Indices of the second images of the pairs that start at image indices ``idx``."""
+    def pair_indices(self, idx: torch.Tensor, generator: torch.Generator | None = None):
+        """Image indices (first, second) of the pairs that start at image indices ``idx``: the second
+        image's factors follow the transition from the first's."""
         codes = self.transition(self.codes[idx].long(), generator)
-        return self.row_of[(codes * self.strides).sum(1)]
+        return idx, self.row_of[(codes * self.strides).sum(1)]
 
     def sample_pairs(self, idx: torch.Tensor, generator: torch.Generator | None = None, device=None):
         """(x1, x2, z1, z2) for pairs starting at image indices ``idx``: images and scored factors."""
-        second = self.second_indices(idx, generator)
-        return (self.images(idx, device), self.images(second, device), self.latents[idx], self.latents[second])
+        first, second = self.pair_indices(idx, generator)
+        return (self.images(first, device), self.images(second, device), self.latents[first], self.latents[second])
 
     def eval_indices(self, n: int = 10_000, seed: int = 0) -> np.ndarray:
         """Indices of ``n`` evaluation images, drawn uniformly."""

@@ -344,11 +344,12 @@ class PairLoader:
             self._pos = 0
         idx = self._perm[self._pos:self._pos + self.n_pairs]
         self._pos += self.n_pairs
-        x1, x2, z1, z2 = self.dataset.sample_pairs(idx, self.generator, self.device)
+        # one gather of the interleaved frames: no copy to interleave them afterwards
+        both = torch.stack(self.dataset.pair_indices(idx, self.generator), dim=1).flatten()
+        x, z = self.dataset.images(both, self.device), self.dataset.latents[both]
         if self.augment:
-            x1, x2 = augment_pairs(x1, x2, self.generator)
-        x = torch.stack([x1, x2], dim=1).flatten(0, 1)
-        z = torch.stack([z1, z2], dim=1).flatten(0, 1)
+            x1, x2 = augment_pairs(x[0::2], x[1::2], self.generator)
+            x = torch.stack([x1, x2], dim=1).flatten(0, 1)
         return x, z
 
     def __iter__(self):
