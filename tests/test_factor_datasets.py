@@ -182,9 +182,10 @@ def test_dsprites_refusals_are_one_line(tmp_path, case, parts):
     _one_line(e, *parts)
 
 
-def test_other_refusals_are_one_line(tmp_path):
+def test_other_refusals_are_one_line(tmp_path, monkeypatch):
     import h5py
 
+    monkeypatch.delenv("CLICA_CACHE_DIR", raising=False)
     write_shapes3d(tmp_path / "s")
     with h5py.File(tmp_path / "s" / "3dshapes.h5", "a") as f:
         f["labels"][0, 3] = 0.8  # not a published scale
@@ -203,6 +204,7 @@ def test_other_refusals_are_one_line(tmp_path):
     with pytest.raises(ClicaError) as e:
         load_factor_dataset("cars3d", tmp_path / "c")
     _one_line(e, "car_001_mesh.mat", "expected (H, W, 3, 24, 4)", SPECS["cars3d"].url)
+    assert not list((tmp_path / "c" / ".clica-cache").iterdir())  # the cache being built was removed
 
     (tmp_path / "n").mkdir()
     write_smallnorb(tmp_path / "n", truncate=True)

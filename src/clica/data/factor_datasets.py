@@ -326,19 +326,12 @@ def _cars3d(spec, folder):
     _expect(len(files) <= spec.factor_sizes[2], folder, spec, f"{len(files)} .mat files, more than 183 cars")
     n_cars = len(files)
 
-    def load(file):
-        im = loadmat(file)["im"]
-        _expect(im.ndim == 5 and im.shape[2:] == (3, 24, 4) and im.dtype == np.uint8, file, spec,
-                f"im has shape {im.shape} and dtype {im.dtype}, expected (H, W, 3, 24, 4) uint8")
-        return im
-
-    for file in files:  # check them all before building anything
-        with _reading(spec, file):
-            load(file)
-
     def fill(out):
         for car, file in enumerate(files):
-            im = load(file)
+            with _reading(spec, file):
+                im = loadmat(file)["im"]
+            _expect(im.ndim == 5 and im.shape[2:] == (3, 24, 4) and im.dtype == np.uint8, file, spec,
+                    f"im has shape {im.shape} and dtype {im.dtype}, expected (H, W, 3, 24, 4) uint8")
             for elevation in range(4):
                 for azimuth in range(24):
                     pic = Image.fromarray(np.ascontiguousarray(im[:, :, :, azimuth, elevation]))
