@@ -359,11 +359,93 @@ def test_generator_metrics_on_a_factor_dataset(tmp_path, data, monkeypatch):
     ("dsprites", ["--data-distribution", "normal"], "laplace or uniform"),
     ("dsprites", ["--data-distribution", "uniform", "--data-k", "5"], "--data-k must be -1 (random) or 1..4"),
     ("dsprites", ["--z-dim", "4"], "--z-dim must be at least 5"),
-    ("natural", [], "Natural Sprites"),
-    ("dsprites", ["--natural-discrete"], "Natural Sprites"),
+    ("natural", ["--data-k", "2"], "--data-k concerns the factor datasets"),
+    ("natural", ["--kitti-max-delta-t", "2"], "--kitti-max-delta-t concerns KITTI Masks only"),
+    ("dsprites", ["--natural-discrete"], "--natural-discrete concerns Natural Sprites only"),
+    ("dsprites", ["--dataset", "cifar"], "--dataset cifar is not one of"),
 ])
 def test_dataset_flags_only_where_meaningful(tmp_path, data, capsys, dataset, flags, match):
     assert _kitti(tmp_path, data, dataset if dataset != "kittimasks" else "dsprites", *flags,
                   *(["--dataset", dataset] if dataset == "kittimasks" else [])) == 2
     err = capsys.readouterr().err
     assert match in err and err.count("\n") == 1
+
+
+# --------------------------------------------------------------------------- Natural Sprites
+
+def write_natural(folder, n_videos=30, seed=0):
+    """A downscale_keepaspect.csv as published: id, category_id, then per frame a list of [y, x, area] or None."""
+    rng = np.random.default_rng(seed)
+    lines = ["id,category_id," + ",".join(f"f{t}" for t in range(4))]
+    for v in range(n_videos):
+        cells = []
+        for t in range(4):
+            if t == 2 and v % 5 == 0:
+                cells.append("")  # no annotation in this frame: breaks the pairs around it
+                continue
+            objects = [[float(rng.uniform(16, 48)), float(rng.uniform(16, 48)), float(rng.uniform(40, 400))],
+                       None if v % 3 else [10.0, 12.0, 60.0]]
+            cells.append('"' + repr(objects) + '"')
+        lines.append(f"{v},{v % 7}," + ",".join(cells))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "downscale_keepaspect.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_natural_sprites_pairs_as_published(tmp_path):
+    from clica.data.natural_sprites import NaturalSprites, read_pairs
+
+    write_natural(tmp_path)
+    pairs = read_pairs(tmp_path / "downscale_keepaspect.csv")
+    # 30 videos × 3 frame pairs, minus the 2 pairs around each missing frame (6 videos); plus every third video's
+    # second object in each of its pairs
+    videos = np.arange(30)
+    expected = sum((1 if v % 5 == 0 else 3) * (2 if v % 3 == 0 else 1) for v in videos)
+    assert pairs.shape == (expected, 2, 3)
+    ds = NaturalSprites.from_dir(tmp_path)
+    area = pairs[:, :, 2]
+    keep = ((area >= np.quantile(area, 0.05, 0)) & (area <= np.quantile(area, 0.95, 0))).all(1)
+    assert len(ds) == keep.sum() and ds.channels == 3
+    first, second = ds.pair_indices(torch.arange(len(ds)), torch.Generator().manual_seed(0))
+    z1, z2 = ds.latents[first], ds.latents[second]
+    assert torch.equal(z1[:, 3:], z2[:, 3:])  # shape and angle shared by a pair
+    np.testing.assert_allclose(z1[:, :3].numpy(), np.stack([pairs[keep, 0, 1] / 64, pairs[keep, 0, 0] / 64,
+                                                            np.sqrt(pairs[keep, 0, 2]) / 64], 1), rtol=1e-6)
+    x = ds.images(first[:4])
+    assert x.shape == (4, 3, 64, 64) and torch.equal(x[:, 0], x[:, 1])
+
+
+@pytest.mark.parametrize("shape", ["square", "triangle", "star_4", "spoke_4"])
+def test_natural_sprites_render_area_and_orientation(shape):
+    from clica.data.natural_sprites import render
+
+    for angle in (0, 45, 171):
+        img = render(shape, 0.5, 0.75, 0.25, angle).astype(np.float64) / 255
+        # area (scale · 64)², plus the edge pixels that PIL fills (about half a canvas pixel along the outline)
+        assert abs(img.sum() - 16 ** 2) < 0.05 * 16 ** 2, (shape, angle, img.sum())
+        rows = np.nonzero(img.sum(1) > 0.5)[0]
+        assert rows.mean() < 24  # y up: y = 0.75 is the upper part of the image
+
+
+def test_natural_discrete_and_natural_refusals(tmp_path):
+    from clica.data.natural_sprites import NaturalSprites
+
+    write_natural(tmp_path / "n", n_videos=200)
+    ds = NaturalSprites.from_dir(tmp_path / "n", natural_discrete=True)
+    assert ds.factor_sizes[:3] <= (32, 32, 6) and ds.factor_sizes[2] <= 6
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "downscale_keepaspect.csv").write_text('id,c,f0,f1\n1,2,"[[1, 2, 3]]","__import__(\'os\')"\n')
+    with pytest.raises(ClicaError) as e:
+        NaturalSprites.from_dir(tmp_path / "bad")
+    _one_line(e, "line 2", "not a list of [y, x, area]", "zenodo.org/record/3948069")
+    with pytest.raises(ClicaError) as e:
+        NaturalSprites.from_dir(tmp_path / "none")
+    _one_line(e, "Natural Sprites file not found", "downscale_keepaspect.csv", "zenodo.org/record/3948069")
+
+
+@pytest.mark.parametrize("flags, folder", [([], "natural/1_0"), (["--natural-discrete", "--model", "slowvae"],
+                                                                   "natural_discrete/slowvae_1_10_6")])
+def test_natural_sprites_train(tmp_path, flags, folder):
+    write_natural(tmp_path / "natural", n_videos=60)
+    assert _kitti(tmp_path, tmp_path, "natural", *flags) == 0
+    summary = json.loads((tmp_path / "out" / folder / "2" / "summary.json").read_text())
+    assert 0 <= summary["mcc"] <= 1 and list(summary["per_factor"]) == ["x", "y", "scale", "angle", "shape"]

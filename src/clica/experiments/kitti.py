@@ -3,7 +3,8 @@
 A conv encoder (BetaVAE_H architecture) is trained on pairs of frames at
 most ``--kitti-max-delta-t`` apart, or with ``--dataset dsprites|shapes3d|mpi3d|cars3d|smallnorb``
 on pairs of images of the SlowVAE benchmarks whose factors follow a sparse transition
-(``--data-distribution``, ``--rate-data``, ``--data-k``), with the Lp InfoNCE loss (``--p``, τ = 1,
+(``--data-distribution``, ``--rate-data``, ``--data-k``), or Natural Sprites (``--dataset natural``),
+with the Lp InfoNCE loss (``--p``, τ = 1,
 optional learnable box output ``--box-norm 1``), or, with
 ``--model slowvae``, the SlowVAE baseline (``--beta --gamma --rate-prior``,
 ``--betavae`` for γ = 0). After training, and with ``--evaluate`` from a
@@ -31,6 +32,7 @@ from torch import nn
 
 from ..data.factor_datasets import SPECS, FactorDataset, load_factor_dataset
 from ..data.kitti_masks import KittiMasks, PairLoader, Prefetcher, resolve_pickle_path
+from ..data.natural_sprites import NaturalSprites
 from ..errors import ClicaError
 from ..losses import LpInfoNCE
 from ..metrics import mcc
@@ -60,15 +62,17 @@ DESCRIPTION = (
     "DIR/kitti_peds_v2.pickle with DIR from --data-dir or $CLICA_DATA_DIR (Zenodo record 3931823), "
     "or synthetic data from `clica data kitti-masks`. With --dataset dsprites, shapes3d, mpi3d, cars3d "
     "or smallnorb: the SlowVAE benchmark from its published files in DIR, pairs made by a sparse "
-    "transition of the factors (--data-distribution), scored by MCC against the ground-truth factors."
+    "transition of the factors (--data-distribution), scored by MCC against the ground-truth factors; "
+    "with --dataset natural: Natural Sprites, sprites moving as objects in videos."
 )
 
+Dataset = KittiMasks | FactorDataset | NaturalSprites  # what clica kitti trains on: one interface
 NUMBERED_CHECKPOINT_EVERY = 50_000
 # the original's metric configs (--specify names) -> clica.metrics.suite names; None: needs a generator
 METRICS = {"mcc": "mcc", "mig": "mig", "dci": "dci", "sap_score": "sap", "modularity_explicitness": "modularity",
            "beta_vae_sklearn": "beta_vae", "factor_vae_metric": "factor_vae"}
 GENERATOR_METRICS = ("beta_vae", "factor_vae")  # need a ground-truth generator: the factor datasets have one
-SUPPORTED_DATASETS = ("kittimasks", *SPECS)
+SUPPORTED_DATASETS = ("kittimasks", *SPECS, "natural")
 # flags that only mean something for the factor datasets: an error when given with kittimasks
 FACTOR_DATASET_FLAGS = {
     "data_distribution": "--data-distribution",
@@ -83,7 +87,7 @@ CHECKPOINT_OPTIONAL = {"iter": int, "optim_states": dict, "optim_states.optim": 
                        "loader.pos": int, "window": dict, "window.sums": dict, "window.count": int}
 RESUME_KEYS = ("model", "box_norm", "p", "beta", "gamma", "rate_prior", "betavae", "batch_size",
                "z_dim", "lr", "beta1", "beta2", "kitti_max_delta_t", "augment", "seed", "dataset",
-               "data_distribution", "rate_data", "data_k")
+               "data_distribution", "rate_data", "data_k", "natural_discrete")
 
 
 class _Given(argparse.Action):
@@ -148,7 +152,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ckpt-dir", type=str, default="checkpoints", help="checkpoint directory")
     p.add_argument("--max-iter", type=float, default=300000, help="maximum training iteration")
     p.add_argument("--dataset", type=str, default="kittimasks",
-                   help="dataset name (dsprites, cars3d, smallnorb, shapes3d, mpi3d, kittimasks); the "
+                   help="dataset name (dsprites, cars3d, smallnorb, shapes3d, mpi3d, kittimasks, natural); the "
                         "published files in --data-dir, see docs/kitti.md")
     p.add_argument("--batch-size", type=int, default=64, help="batch size in images (batch-size/2 pairs)")
     p.add_argument("--num-workers", type=int, default=2,
@@ -167,7 +171,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kitti-max-delta-t", type=int, default=1, action=_Given,
                    help="max t difference between frames sampled from kitti data loader (kittimasks only)")
     p.add_argument("--natural-discrete", action=_Given, const=True, default=False,
-                   help="discretize natural sprites; not supported (clica has no Natural Sprites)")
+                   help="discretize natural sprites (x, y, area to 32, 32, 6 histogram bins; --dataset natural)")
     p.add_argument("--verbose", action="store_true", help="print evaluation details")
     p.add_argument("--cuda", action="store_true", help="use CUDA (an error when none is available)")
     p.add_argument("--num_runs", type=int, default=10, help="runs for --random-seeds / --random-search")
@@ -175,10 +179,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", type=str, default=None,
                    help="folder holding the dataset's published file(s) (kitti_peds_v2.pickle, "
                         "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz, 3dshapes.h5, mpi3d_real.npz, "
-                        "the Cars3D .mat files, the SmallNORB .mat files), or the file itself "
+                        "the Cars3D .mat files, the SmallNORB .mat files, downscale_keepaspect.csv), or the file "
+                        "itself "
                         "(default: $CLICA_DATA_DIR, else ./data/kitti, or for the other datasets the "
                         "original's folders ./data/dsprites, ./data/shapes3d, ./data/mpi3d_real, ./data/cars, "
-                        "./data/smallNORB)")
+                        "./data/smallNORB, ./data/natural_sprites)")
     p.add_argument("--model", choices=("contrastive", "slowvae"), default="contrastive",
                    help="contrastive: Lp InfoNCE encoder; slowvae: the SlowVAE baseline")
     p.add_argument("--augment", dest="augment", action="store_true", default=False,
@@ -205,20 +210,19 @@ Run it with :func:`run_kitti`; ``KittiConfig.from_dict(json.load(...))`` rebuild
 def check_dataset_flags(args) -> None:
     """``--dataset`` is known and each dataset flag given means something for it."""
     given = getattr(args, "_given", set())
-    if args.dataset == "natural" or "natural_discrete" in given:
-        raise ClicaError("Natural Sprites (--dataset natural, --natural-discrete) are not supported: clica does not "
-                         "render them; use dsprites, shapes3d, mpi3d, cars3d, smallnorb or kittimasks")
     if args.dataset not in SUPPORTED_DATASETS:
         raise ClicaError(f"--dataset {args.dataset} is not one of {', '.join(SUPPORTED_DATASETS)}")
-    if args.dataset == "kittimasks":
+    if "natural_discrete" in given and args.dataset != "natural":
+        raise ClicaError(f"--natural-discrete concerns Natural Sprites only (--dataset natural), not {args.dataset}")
+    if args.dataset in ("kittimasks", "natural"):
         for dest, flag in FACTOR_DATASET_FLAGS.items():
             if dest in given:
-                raise ClicaError(f"{flag} concerns the factor datasets (dsprites, shapes3d, ...); KITTI Masks pairs "
-                                 f"are video frames at most --kitti-max-delta-t apart, so remove it")
+                raise ClicaError(f"{flag} concerns the factor datasets (dsprites, shapes3d, ...); {args.dataset} pairs "
+                                 f"are consecutive video frames, so remove it")
+    if "kitti_max_delta_t" in given and args.dataset != "kittimasks":
+        raise ClicaError(f"--kitti-max-delta-t concerns KITTI Masks only, not --dataset {args.dataset}; remove it")
+    if args.dataset in ("kittimasks", "natural"):
         return
-    if "kitti_max_delta_t" in given:
-        raise ClicaError(f"--kitti-max-delta-t concerns KITTI Masks only; --dataset {args.dataset} makes pairs "
-                         f"with --data-distribution, so remove it")
     if args.data_distribution not in ("laplace", "uniform"):
         raise ClicaError(f"--data-distribution must be laplace or uniform, got {args.data_distribution!r}")
     if args.data_distribution == "laplace" and "data_k" in given:
@@ -243,7 +247,8 @@ def check_args(args) -> None:
         raise ClicaError(f"--box-norm must be 0 or 1, got {args.box_norm}")
     if args.p <= 0:
         raise ClicaError(f"--p must be positive, got {args.p}")
-    factors = len(SPECS[args.dataset].scored or SPECS[args.dataset].factor_sizes) if args.dataset in SPECS else 3
+    factors = {"kittimasks": 3, "natural": len(NaturalSprites.factor_names)}.get(args.dataset) or len(
+        SPECS[args.dataset].scored or SPECS[args.dataset].factor_sizes)
     if args.z_dim < factors:
         raise ClicaError(f"--z-dim must be at least {factors} (the number of true factors), got {args.z_dim}")
     if args.max_iter < 1 or args.max_iter != int(args.max_iter):
@@ -269,7 +274,7 @@ def check_args(args) -> None:
     # a low estimate, before anything is allocated: the batches made ahead and in use (64×64 floats) with
     # ten times as much for the activations, the weights mapping to and from z (with gradients, Adam),
     # and an evaluation's frame indices, factors and codes (float64)
-    batch = args.batch_size * 64 * 64 * 4 * (SPECS[args.dataset].channels if args.dataset in SPECS else 1)
+    batch = args.batch_size * 64 * 64 * 4 * (1 if args.dataset == "kittimasks" else 3)
     evaluation = max(args.n_eval_samples, args.log_mcc) * 8 * (1 + 3 + 2 * args.z_dim)
     require_memory((args.num_workers + 11) * batch + 4 * 2 * 257 * args.z_dim * 4 + evaluation,
                    f"--batch-size {args.batch_size} with --num-workers {args.num_workers}, --z-dim {args.z_dim}, "
@@ -294,11 +299,10 @@ def specified_metrics(specify: str, dataset: str = "kittimasks") -> list[str]:
     if not chosen:
         raise ClicaError(f"--specify {specify!r} selects no metric: choose from {', '.join(METRICS)}")
     generator = [name for name in chosen if METRICS[name] in GENERATOR_METRICS]
-    if generator and dataset == "kittimasks":
+    if generator and dataset not in SPECS:
         raise ClicaError(f"--specify {specify!r} selects {' and '.join(generator)}, which need a dataset with a "
                          f"ground-truth generator (factors sampled, then observations made from them); KITTI Masks "
-                         f"are real video masks with none (the factor datasets, e.g. --dataset "
-                         f"dsprites, have one)")
+                         f"and Natural Sprites have none here (the factor datasets, e.g. --dataset dsprites, have one)")
     return chosen
 
 
@@ -329,7 +333,7 @@ def _state_dict_for(net: nn.Module, state: dict) -> dict:
 # --------------------------------------------------------------------------- evaluation
 
 @torch.no_grad()
-def encode_frames(net: nn.Module, dataset: KittiMasks | FactorDataset, idx: np.ndarray, device,
+def encode_frames(net: nn.Module, dataset: Dataset, idx: np.ndarray, device,
                   batch: int = 500) -> np.ndarray:
     """The representation of the dataset's images ``idx``, read ``batch`` at a time."""
     return np.concatenate([encode_images(net, dataset.images(torch.as_tensor(idx[i:i + batch]), device), device)
@@ -346,7 +350,7 @@ def encode_images(net: nn.Module, x: torch.Tensor, device, batch: int = 500) -> 
     return torch.cat(out).numpy()
 
 
-def evaluate_mcc(net: nn.Module, dataset: KittiMasks | FactorDataset, device, n_samples: int = 10_000,
+def evaluate_mcc(net: nn.Module, dataset: Dataset, device, n_samples: int = 10_000,
                  method: str = "spearman", seed: int = 0) -> dict:
     """MCC as the original's evaluation: ``n_samples`` frames (no augmentation), the k true factors
     (``dataset.latents``) padded with standard-normal noise rows to the representation's width,
@@ -377,6 +381,8 @@ def data_dir_name(args) -> str:
     dataset ``<dataset>_laplace_<rate-data>`` / ``<dataset>_uniform_<data-k>``."""
     if args.dataset == "kittimasks":
         return f"{args.dataset}_{args.kitti_max_delta_t}"
+    if args.dataset == "natural":
+        return "natural_discrete" if args.natural_discrete else "natural"
     setting = args.rate_data if args.data_distribution == "laplace" else args.data_k
     return f"{args.dataset}_{args.data_distribution}_{setting:g}"
 
@@ -431,7 +437,7 @@ class _LiveRun(RunDir):
 
 # --------------------------------------------------------------------------- one run
 
-def _config(args, seed: int, data_path: Path, dataset: KittiMasks | FactorDataset, device) -> dict:
+def _config(args, seed: int, data_path: Path, dataset: Dataset, device) -> dict:
     cfg = {"command": "kitti", **args.to_dict()}
     cfg.update(seed=seed, max_iter=int(args.max_iter), data_file=str(data_path), data_frames=dataset.n_frames,
                gamma=0.0 if args.betavae else args.gamma, device=str(device))
@@ -440,14 +446,14 @@ def _config(args, seed: int, data_path: Path, dataset: KittiMasks | FactorDatase
     return cfg
 
 
-def run_one(args, seed: int, dataset: KittiMasks | FactorDataset, data_path: Path, session: Session) -> dict:
+def run_one(args, seed: int, dataset: Dataset, data_path: Path, session: Session) -> dict:
     """Train (or with ``--evaluate`` only evaluate) one seed; return its summary. The seed's run
     folder is locked meanwhile: a second process on it gets a one-line error."""
     with session.open(Path(args.output_dir) / experiment_dir(args) / str(seed), "kitti"):
         return _run_one(args, seed, dataset, data_path, session)
 
 
-def _run_one(args, seed: int, dataset: KittiMasks | FactorDataset, data_path: Path, session: Session) -> dict:
+def _run_one(args, seed: int, dataset: Dataset, data_path: Path, session: Session) -> dict:
     run, device = session.run, session.device
     exp = experiment_dir(args)
     ckpts = RunDir(Path(args.ckpt_dir) / exp / str(seed))
@@ -639,11 +645,14 @@ def _draw_seed(rs: np.random.RandomState, taken: set) -> int:
             return s
 
 
-def load_dataset(args) -> tuple[KittiMasks | FactorDataset, Path]:
+def load_dataset(args) -> tuple[Dataset, Path]:
     """The dataset ``--dataset`` names, from ``--data-dir`` (or ``$CLICA_DATA_DIR``), and its path."""
     if args.dataset == "kittimasks":
         path = resolve_pickle_path(args.data_dir)
         return KittiMasks.from_file(path, max_delta_t=args.kitti_max_delta_t), path
+    if args.dataset == "natural":
+        dataset = NaturalSprites.from_dir(args.data_dir, args.natural_discrete)
+        return dataset, dataset.source
     dataset = load_factor_dataset(args.dataset, args.data_dir, args.data_distribution, args.rate_data, args.data_k)
     return dataset, dataset.source
 
