@@ -4,8 +4,7 @@ A conv encoder (BetaVAE_H architecture) is trained on pairs of frames at
 most ``--kitti-max-delta-t`` apart, or with ``--dataset dsprites|shapes3d|mpi3d|cars3d|smallnorb``
 on pairs of images of the SlowVAE benchmarks whose factors follow a sparse transition
 (``--data-distribution``, ``--rate-data``, ``--data-k``), or Natural Sprites (``--dataset natural``),
-with the Lp InfoNCE loss (``--p``, τ = 1,
-optional learnable box output ``--box-norm 1``), or, with
+with the Lp InfoNCE loss (``--p``, τ = 1, optional learnable box output ``--box-norm 1``), or, with
 ``--model slowvae``, the SlowVAE baseline (``--beta --gamma --rate-prior``,
 ``--betavae`` for γ = 0). After training, and with ``--evaluate`` from a
 checkpoint, it scores the representation by MCC as the original did, and with ``--specify`` by the
