@@ -111,8 +111,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="exponent of the Lp InfoNCE loss (1: Laplace conditional); under torchrun write "
                         "--lp-exponent (torchrun's own parser takes --p for an abbreviation of its options)")
     p.add_argument("--experiment-dir", type=str, default="",
-                   help="specify path; empty: kittimasks_<max-delta-t>/<p>_<box-norm>, "
-                        "or kittimasks_<max-delta-t>/slowvae_<beta>_<gamma>_<rate-prior> for SlowVAE")
+                   help="specify path; empty: <data>/<p>_<box-norm>, or <data>/slowvae_<beta>_<gamma>_<rate-prior> "
+                        "for SlowVAE, where <data> is kittimasks_<max-delta-t>, <dataset>_laplace_<rate-data>, "
+                        "<dataset>_uniform_<data-k>, natural or natural_discrete")
     p.add_argument("--evaluate", action="store_true",
                    help="evaluate the checkpoint --ckpt-name instead of training; the frames and the noise "
                         "rows come from a fixed seed (0, as after training), so every call prints the same MCC")
