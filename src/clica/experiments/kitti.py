@@ -237,6 +237,14 @@ def check_dataset_flags(args) -> None:
         raise ClicaError(f"--data-k must be -1 (random) or at least 1, got {args.data_k}")
 
 
+def dataset_shape(name: str) -> tuple[int, int]:
+    """Image channels and scored factors of dataset ``name``, known before its files are read."""
+    if name in SPECS:
+        return SPECS[name].channels, len(SPECS[name].scored or SPECS[name].factor_sizes)
+    cls = KittiMasks if name == "kittimasks" else NaturalSprites
+    return cls.channels, len(cls.factor_names)
+
+
 def check_args(args) -> None:
     check_dataset_flags(args)
     if args.image_size != 64:
@@ -247,8 +255,7 @@ def check_args(args) -> None:
         raise ClicaError(f"--box-norm must be 0 or 1, got {args.box_norm}")
     if args.p <= 0:
         raise ClicaError(f"--p must be positive, got {args.p}")
-    factors = {"kittimasks": 3, "natural": len(NaturalSprites.factor_names)}.get(args.dataset) or len(
-        SPECS[args.dataset].scored or SPECS[args.dataset].factor_sizes)
+    channels, factors = dataset_shape(args.dataset)
     if args.z_dim < factors:
         raise ClicaError(f"--z-dim must be at least {factors} (the number of true factors), got {args.z_dim}")
     if args.max_iter < 1 or args.max_iter != int(args.max_iter):
@@ -274,7 +281,7 @@ def check_args(args) -> None:
     # a low estimate, before anything is allocated: the batches made ahead and in use (64×64 floats) with
     # ten times as much for the activations, the weights mapping to and from z (with gradients, Adam),
     # and an evaluation's frame indices, factors and codes (float64)
-    batch = args.batch_size * 64 * 64 * 4 * (1 if args.dataset == "kittimasks" else 3)
+    batch = args.batch_size * 64 * 64 * 4 * channels
     evaluation = max(args.n_eval_samples, args.log_mcc) * 8 * (1 + 3 + 2 * args.z_dim)
     require_memory((args.num_workers + 11) * batch + 4 * 2 * 257 * args.z_dim * 4 + evaluation,
                    f"--batch-size {args.batch_size} with --num-workers {args.num_workers}, --z-dim {args.z_dim}, "
