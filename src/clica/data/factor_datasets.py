@@ -10,7 +10,8 @@ loader, training loop and MCC evaluation run on every dataset.
 
 Published files (``--data-dir DIR`` or ``$CLICA_DATA_DIR``; defaults as the SlowVAE code):
 
-- dSprites: ``dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz`` (``imgs``, ``latents_classes``;
+- dSprites: ``dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz``, or ``dsprites.npz`` as the SlowVAE
+  code renames it (``imgs``, ``latents_classes``;
   the colour factor, constant, is dropped; shape is categorical); binary images are cached
   bit-packed, 1 bit per pixel.
 - 3D Shapes: ``3dshapes.h5`` (``images``, ``labels``; label values mapped to the published grid;
@@ -63,7 +64,7 @@ class FactorSpec:
 
 
 SPECS = {s.name: s for s in (
-    FactorSpec("dsprites", "dSprites", ("dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz",),
+    FactorSpec("dsprites", "dSprites", ("dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz", "dsprites.npz"),
                "https://github.com/deepmind/dsprites-dataset", "data/dsprites",
                ("shape", "scale", "orientation", "pos_x", "pos_y"), (3, 6, 40, 32, 32),
                (True, False, False, False, False), 1),
