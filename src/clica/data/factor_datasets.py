@@ -232,7 +232,8 @@ def resolve_data_path(name: str, data_dir: str | os.PathLike | None = None) -> P
     for file in spec.files:
         if (base / file).is_file():
             return base / file
-    raise ClicaError(f"{spec.title} file not found: {base / spec.files[0]}; {_where(spec, ' or '.join(spec.files))}")
+    others = f" (nor {', '.join(spec.files[1:])})" if len(spec.files) > 1 else ""
+    raise ClicaError(f"{spec.title} file not found: {base / spec.files[0]}{others}; {_where(spec, spec.files[0])}")
 
 
 @contextlib.contextmanager
