@@ -47,7 +47,7 @@ def test_no_command_prints_a_default_twice_or_empty(argv):
 
 def test_kitti_and_3dident_help_texts():
     kitti = _help("kitti")
-    assert "(default: $CLICA_DATA_DIR, else ./data/kitti)" in kitti
+    assert "(default: $CLICA_DATA_DIR, else ./data/kitti, or for the other datasets" in kitti
     assert "--augment" in kitti and "--no-augment" in kitti
     sub = build_parser("3dident")._subparsers._group_actions[0].choices["3dident"]
     helps = {a.dest: a.help for a in sub._actions}

@@ -72,11 +72,12 @@ def test_augment_flag_reaches_the_pair_loader(tmp_path, data_dir, monkeypatch, f
 
 
 @pytest.mark.parametrize("flags, match", [
-    (["--data-distribution", "laplace"], "--data-distribution"),
-    (["--rate-data", "2"], "--rate-data"),
-    (["--data-k", "3"], "--data-k"),
+    (["--data-distribution", "laplace"], "--data-distribution concerns the factor datasets"),
+    (["--rate-data", "2"], "--rate-data concerns the factor datasets"),
+    (["--data-k", "3"], "--data-k concerns the factor datasets"),
     (["--natural-discrete"], "--natural-discrete"),
-    (["--dataset", "dsprites"], "dsprites"),
+    (["--dataset", "natural"], "Natural Sprites"),
+    (["--dataset", "cifar10"], "--dataset cifar10 is not one of kittimasks, dsprites"),
     (["--image-size", "32"], "64"),
     (["--random-seeds", "--evaluate"], "--evaluate"),
     (["--random-search", "--betavae"], "--search-beta"),

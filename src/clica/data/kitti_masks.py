@@ -211,6 +211,10 @@ class KittiMasks:
     ``len(dataset)`` is the number of possible pair starts, as the original.
     """
 
+    title = "KITTI Masks"
+    factor_names = FACTOR_NAMES
+    channels = 1
+
     def __init__(self, masks: list[np.ndarray], latents: list[np.ndarray], max_delta_t: int = 1):
         if max_delta_t < 1:
             raise ClicaError(f"--kitti-max-delta-t must be at least 1, got {max_delta_t}")
@@ -237,6 +241,9 @@ class KittiMasks:
     @property
     def n_frames(self) -> int:
         return len(self.frames)
+
+    def describe(self) -> str:
+        return f"KITTI Masks: {self.n_sequences} sequences, {self.n_frames} frames"
 
     def pair_indices(self, idx: torch.Tensor, generator: torch.Generator | None = None):
         """Global frame indices (first, second) of the pairs starting at pair indices ``idx``."""
@@ -337,11 +344,12 @@ class PairLoader:
             self._pos = 0
         idx = self._perm[self._pos:self._pos + self.n_pairs]
         self._pos += self.n_pairs
-        x1, x2, z1, z2 = self.dataset.sample_pairs(idx, self.generator, self.device)
+        # one gather of the interleaved frames: no copy to interleave them afterwards
+        both = torch.stack(self.dataset.pair_indices(idx, self.generator), dim=1).flatten()
+        x, z = self.dataset.images(both, self.device), self.dataset.latents[both]
         if self.augment:
-            x1, x2 = augment_pairs(x1, x2, self.generator)
-        x = torch.stack([x1, x2], dim=1).flatten(0, 1)
-        z = torch.stack([z1, z2], dim=1).flatten(0, 1)
+            x1, x2 = augment_pairs(x[0::2], x[1::2], self.generator)
+            x = torch.stack([x1, x2], dim=1).flatten(0, 1)
         return x, z
 
     def __iter__(self):

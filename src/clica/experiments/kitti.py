@@ -1,8 +1,10 @@
 """``clica kitti``: the KITTI Masks experiment, with every flag of the original ``main_kitti.py``.
 
 A conv encoder (BetaVAE_H architecture) is trained on pairs of frames at
-most ``--kitti-max-delta-t`` apart, with the Lp InfoNCE loss (``--p``, τ = 1,
-optional learnable box output ``--box-norm 1``), or, with
+most ``--kitti-max-delta-t`` apart, or with ``--dataset dsprites|shapes3d|mpi3d|cars3d|smallnorb``
+on pairs of images of the SlowVAE benchmarks whose factors follow a sparse transition
+(``--data-distribution``, ``--rate-data``, ``--data-k``), or Natural Sprites (``--dataset natural``),
+with the Lp InfoNCE loss (``--p``, τ = 1, optional learnable box output ``--box-norm 1``), or, with
 ``--model slowvae``, the SlowVAE baseline (``--beta --gamma --rate-prior``,
 ``--betavae`` for γ = 0). After training, and with ``--evaluate`` from a
 checkpoint, it scores the representation by MCC as the original did, and with ``--specify`` by the
@@ -27,7 +29,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.kitti_masks import FACTOR_NAMES, KittiMasks, PairLoader, Prefetcher, resolve_pickle_path
+from ..data.factor_datasets import SPECS, FactorDataset, load_factor_dataset
+from ..data.kitti_masks import KittiMasks, PairLoader, Prefetcher, resolve_pickle_path
+from ..data.natural_sprites import NaturalSprites
 from ..errors import ClicaError
 from ..losses import LpInfoNCE
 from ..metrics import mcc
@@ -55,20 +59,24 @@ DESCRIPTION = (
     "pairs of pedestrian-mask frames with the Lp InfoNCE loss (or the SlowVAE baseline with "
     "--model slowvae) and scores it by MCC against centre of mass (y, x) and area. Data: "
     "DIR/kitti_peds_v2.pickle with DIR from --data-dir or $CLICA_DATA_DIR (Zenodo record 3931823), "
-    "or synthetic data from `clica data kitti-masks`."
+    "or synthetic data from `clica data kitti-masks`. With --dataset dsprites, shapes3d, mpi3d, cars3d "
+    "or smallnorb: the SlowVAE benchmark from its published files in DIR, pairs made by a sparse "
+    "transition of the factors (--data-distribution), scored by MCC against the ground-truth factors; "
+    "with --dataset natural: Natural Sprites, sprites moving as objects in videos."
 )
 
+Dataset = KittiMasks | FactorDataset | NaturalSprites  # what clica kitti trains on: one interface
 NUMBERED_CHECKPOINT_EVERY = 50_000
 # the original's metric configs (--specify names) -> clica.metrics.suite names; None: needs a generator
 METRICS = {"mcc": "mcc", "mig": "mig", "dci": "dci", "sap_score": "sap", "modularity_explicitness": "modularity",
-           "beta_vae_sklearn": None, "factor_vae_metric": None}
-SUPPORTED_DATASETS = ("kittimasks",)
-# flags of the original that only concern datasets we do not support: an error when given
-UNSUPPORTED_DATASET_FLAGS = {
+           "beta_vae_sklearn": "beta_vae", "factor_vae_metric": "factor_vae"}
+GENERATOR_METRICS = ("beta_vae", "factor_vae")  # need a ground-truth generator: the factor datasets have one
+SUPPORTED_DATASETS = ("kittimasks", *SPECS, "natural")
+# flags that only mean something for the factor datasets: an error when given with kittimasks
+FACTOR_DATASET_FLAGS = {
     "data_distribution": "--data-distribution",
     "rate_data": "--rate-data",
     "data_k": "--data-k",
-    "natural_discrete": "--natural-discrete",
 }
 # settings that must match to resume a run folder (others, e.g. --max-iter, may change)
 # what a checkpoint holds: ours, and the original's (model and optimiser states only)
@@ -77,7 +85,8 @@ CHECKPOINT_OPTIONAL = {"iter": int, "optim_states": dict, "optim_states.optim": 
                        "loader.generator": torch.Tensor, "loader.perm": (torch.Tensor, type(None)),
                        "loader.pos": int, "window": dict, "window.sums": dict, "window.count": int}
 RESUME_KEYS = ("model", "box_norm", "p", "beta", "gamma", "rate_prior", "betavae", "batch_size",
-               "z_dim", "lr", "beta1", "beta2", "kitti_max_delta_t", "augment", "seed")
+               "z_dim", "lr", "beta1", "beta2", "kitti_max_delta_t", "augment", "seed", "dataset",
+               "data_distribution", "rate_data", "data_k", "natural_discrete")
 
 
 class _Given(argparse.Action):
@@ -102,8 +111,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="exponent of the Lp InfoNCE loss (1: Laplace conditional); under torchrun write "
                         "--lp-exponent (torchrun's own parser takes --p for an abbreviation of its options)")
     p.add_argument("--experiment-dir", type=str, default="",
-                   help="specify path; empty: kittimasks_<max-delta-t>/<p>_<box-norm>, "
-                        "or kittimasks_<max-delta-t>/slowvae_<beta>_<gamma>_<rate-prior> for SlowVAE")
+                   help="specify path; empty: <data>/<p>_<box-norm>, or <data>/slowvae_<beta>_<gamma>_<rate-prior> "
+                        "for SlowVAE, where <data> is kittimasks_<max-delta-t>, <dataset>_laplace_<rate-data>, "
+                        "<dataset>_uniform_<data-k>, natural or natural_discrete")
     p.add_argument("--evaluate", action="store_true",
                    help="evaluate the checkpoint --ckpt-name instead of training; the frames and the noise "
                         "rows come from a fixed seed (0, as after training), so every call prints the same MCC")
@@ -112,7 +122,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         f"({', '.join(METRICS)}), '_'-separated; a metric is computed when a part occurs in "
                         "its name, e.g. mcc_mig_dci. Empty: MCC only. MCC is always computed (the summary); "
                         "the others go to evaluation/<ckpt-name>/disentanglement.json. "
-                        "beta_vae_sklearn and factor_vae_metric need a data generator, which KITTI Masks lacks")
+                        "beta_vae_sklearn and factor_vae_metric (disentanglement_lib's settings: slow on a CPU) need "
+                        "a data generator: the factor datasets, not kittimasks")
     p.add_argument("--random-search", action="store_true",
                    help="random search: --num_runs draws of seed and SlowVAE beta/gamma/rate-prior as the original")
     p.add_argument("--random-seeds", action="store_true",
@@ -123,11 +134,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rate-prior", type=float, default=6,
                    help="SlowVAE: rate (or inverse scale) for prior laplace (larger -> sparser)")
     p.add_argument("--data-distribution", type=str, default="laplace", action=_Given,
-                   help="(laplace, uniform); only for the original's synthetic datasets: not supported")
+                   help="(laplace, uniform) how the second image of a pair differs from the first (not for "
+                        "kittimasks): laplace: every non-categorical factor index takes a discretised Laplace "
+                        "step of scale log(factor size)/--rate-data, at least one factor changes; uniform: "
+                        "--data-k factors change to another value. Categorical factors (shape) never change")
     p.add_argument("--rate-data", type=float, default=1, action=_Given,
-                   help="rate for data laplace; only for the original's synthetic datasets: not supported")
+                   help="rate (or inverse scale) for data laplace (larger -> sparser). (-1 = rand: a rate "
+                        "uniform in [1, 10) per pair)")
     p.add_argument("--data-k", type=int, default=-1, action=_Given,
-                   help="k for data uniform; only for the original's synthetic datasets: not supported")
+                   help="k for data uniform (-1 = rand: 1 to the number of non-categorical factors, per pair)")
     p.add_argument("--betavae", action="store_true", help="SlowVAE: standard beta-VAE training (gamma=0)")
     p.add_argument("--search-beta", action="store_true", help="random search also over beta")
     p.add_argument("--output-dir", type=str, default="outputs",
@@ -137,7 +152,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ckpt-dir", type=str, default="checkpoints", help="checkpoint directory")
     p.add_argument("--max-iter", type=float, default=300000, help="maximum training iteration")
     p.add_argument("--dataset", type=str, default="kittimasks",
-                   help="dataset name; only 'kittimasks' is supported")
+                   help="dataset name (dsprites, cars3d, smallnorb, shapes3d, mpi3d, kittimasks, natural); the "
+                        "published files in --data-dir, see docs/kitti.md")
     p.add_argument("--batch-size", type=int, default=64, help="batch size in images (batch-size/2 pairs)")
     p.add_argument("--num-workers", type=int, default=2,
                    help="batches prepared ahead by a background thread (0: in the training thread)")
@@ -152,17 +168,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-step", type=int, default=1000, help="number of iterations after which the loss is logged")
     p.add_argument("--save-step", type=int, default=10000,
                    help="number of iterations after which the 'last' checkpoint is saved")
-    p.add_argument("--kitti-max-delta-t", type=int, default=1,
-                   help="max t difference between frames sampled from kitti data loader")
+    p.add_argument("--kitti-max-delta-t", type=int, default=1, action=_Given,
+                   help="max t difference between frames sampled from kitti data loader (kittimasks only)")
     p.add_argument("--natural-discrete", action=_Given, const=True, default=False,
-                   help="discretize natural sprites; not supported")
+                   help="discretize natural sprites (x, y, area to 32, 32, 6 histogram bins; --dataset natural)")
     p.add_argument("--verbose", action="store_true", help="print evaluation details")
     p.add_argument("--cuda", action="store_true", help="use CUDA (an error when none is available)")
     p.add_argument("--num_runs", type=int, default=10, help="runs for --random-seeds / --random-search")
     # --- clica additions ---
     p.add_argument("--data-dir", type=str, default=None,
-                   help="folder holding kitti_peds_v2.pickle, or the pickle itself "
-                        "(default: $CLICA_DATA_DIR, else ./data/kitti)")
+                   help="folder holding the dataset's published file(s) (kitti_peds_v2.pickle, "
+                        "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz, 3dshapes.h5, mpi3d_real.npz, "
+                        "the Cars3D .mat files, the SmallNORB .mat files, downscale_keepaspect.csv), or the file "
+                        "itself "
+                        "(default: $CLICA_DATA_DIR, else ./data/kitti, or for the other datasets the "
+                        "original's folders ./data/dsprites, ./data/shapes3d, ./data/mpi3d_real, ./data/cars, "
+                        "./data/smallNORB, ./data/natural_sprites)")
     p.add_argument("--model", choices=("contrastive", "slowvae"), default="contrastive",
                    help="contrastive: Lp InfoNCE encoder; slowvae: the SlowVAE baseline")
     p.add_argument("--augment", dest="augment", action="store_true", default=False,
@@ -186,15 +207,46 @@ flag of ``clica kitti`` (the original ``main_kitti.py`` flags and ours), with th
 Run it with :func:`run_kitti`; ``KittiConfig.from_dict(json.load(...))`` rebuilds a run's config.json.""")
 
 
-def check_args(args) -> None:
+def check_dataset_flags(args) -> None:
+    """``--dataset`` is known and each dataset flag given means something for it."""
     given = getattr(args, "_given", set())
-    for dest, flag in UNSUPPORTED_DATASET_FLAGS.items():
-        if dest in given:
-            raise ClicaError(f"{flag} only concerns the original's synthetic/natural-sprites datasets, "
-                             f"which clica does not support; KITTI Masks ignores it, so remove it")
-    if args.dataset.lower() not in SUPPORTED_DATASETS:
-        raise ClicaError(f"--dataset {args.dataset} is not supported: clica kitti runs 'kittimasks' "
-                         f"only (dsprites, cars3d, smallnorb, shapes3d, mpi3d, natural are not included)")
+    if args.dataset not in SUPPORTED_DATASETS:
+        raise ClicaError(f"--dataset {args.dataset} is not one of {', '.join(SUPPORTED_DATASETS)}")
+    if "natural_discrete" in given and args.dataset != "natural":
+        raise ClicaError(f"--natural-discrete concerns Natural Sprites only (--dataset natural), not {args.dataset}")
+    if args.dataset in ("kittimasks", "natural"):
+        for dest, flag in FACTOR_DATASET_FLAGS.items():
+            if dest in given:
+                raise ClicaError(f"{flag} concerns the factor datasets (dsprites, shapes3d, ...); {args.dataset} pairs "
+                                 f"are consecutive video frames, so remove it")
+    if "kitti_max_delta_t" in given and args.dataset != "kittimasks":
+        raise ClicaError(f"--kitti-max-delta-t concerns KITTI Masks only, not --dataset {args.dataset}; remove it")
+    if args.dataset in ("kittimasks", "natural"):
+        return
+    if args.data_distribution not in ("laplace", "uniform"):
+        raise ClicaError(f"--data-distribution must be laplace or uniform, got {args.data_distribution!r}")
+    if args.data_distribution == "laplace" and "data_k" in given:
+        raise ClicaError("--data-k sets the uniform transition's number of changing factors; with "
+                         "--data-distribution laplace use --rate-data, or give --data-distribution uniform")
+    if args.data_distribution == "uniform" and "rate_data" in given:
+        raise ClicaError("--rate-data sets the laplace transition's rate; with --data-distribution uniform use "
+                         "--data-k, or give --data-distribution laplace")
+    if not (args.rate_data == -1 or args.rate_data > 0):
+        raise ClicaError(f"--rate-data must be positive or -1 (a random rate per pair), got {args.rate_data}")
+    if not (args.data_k == -1 or args.data_k >= 1):
+        raise ClicaError(f"--data-k must be -1 (random) or at least 1, got {args.data_k}")
+
+
+def dataset_shape(name: str) -> tuple[int, int]:
+    """Image channels and scored factors of dataset ``name``, known before its files are read."""
+    if name in SPECS:
+        return SPECS[name].channels, len(SPECS[name].scored or SPECS[name].factor_sizes)
+    cls = KittiMasks if name == "kittimasks" else NaturalSprites
+    return cls.channels, len(cls.factor_names)
+
+
+def check_args(args) -> None:
+    check_dataset_flags(args)
     if args.image_size != 64:
         raise ClicaError(f"--image-size {args.image_size}: only 64 (64×64 masks) is supported")
     if args.batch_size < 2 or args.batch_size % 2:
@@ -203,8 +255,9 @@ def check_args(args) -> None:
         raise ClicaError(f"--box-norm must be 0 or 1, got {args.box_norm}")
     if args.p <= 0:
         raise ClicaError(f"--p must be positive, got {args.p}")
-    if args.z_dim < 3:
-        raise ClicaError(f"--z-dim must be at least 3 (the number of true factors), got {args.z_dim}")
+    channels, factors = dataset_shape(args.dataset)
+    if args.z_dim < factors:
+        raise ClicaError(f"--z-dim must be at least {factors} (the number of true factors), got {args.z_dim}")
     if args.max_iter < 1 or args.max_iter != int(args.max_iter):
         raise ClicaError(f"--max-iter must be a positive whole number, got {args.max_iter}")
     for flag, value in (("--log-step", args.log_step), ("--save-step", args.save_step),
@@ -228,7 +281,7 @@ def check_args(args) -> None:
     # a low estimate, before anything is allocated: the batches made ahead and in use (64×64 floats) with
     # ten times as much for the activations, the weights mapping to and from z (with gradients, Adam),
     # and an evaluation's frame indices, factors and codes (float64)
-    batch = args.batch_size * 64 * 64 * 4
+    batch = args.batch_size * 64 * 64 * 4 * channels
     evaluation = max(args.n_eval_samples, args.log_mcc) * 8 * (1 + 3 + 2 * args.z_dim)
     require_memory((args.num_workers + 11) * batch + 4 * 2 * 257 * args.z_dim * 4 + evaluation,
                    f"--batch-size {args.batch_size} with --num-workers {args.num_workers}, --z-dim {args.z_dim}, "
@@ -241,32 +294,34 @@ def check_args(args) -> None:
         raise ClicaError("--evaluate cannot be combined with --random-search or --random-seeds")
     if args.random_search and args.random_seeds:
         raise ClicaError("choose one of --random-search and --random-seeds")
-    specified_metrics(args.specify)
+    specified_metrics(args.specify, args.dataset)
 
 
-def specified_metrics(specify: str) -> list[str]:
+def specified_metrics(specify: str, dataset: str = "kittimasks") -> list[str]:
     """The original's metric names that ``--specify`` selects (a name is selected when a '_'-separated
-    part of ``specify`` occurs in it; empty: mcc); those that need a data generator are refused."""
+    part of ``specify`` occurs in it; empty: mcc); those that need a data generator are refused for
+    KITTI Masks."""
     parts = [part for part in specify.split("_") if part]
     chosen = [name for name in METRICS if any(part in name for part in parts)] if parts else ["mcc"]
     if not chosen:
         raise ClicaError(f"--specify {specify!r} selects no metric: choose from {', '.join(METRICS)}")
-    generator = [name for name in chosen if METRICS[name] is None]
-    if generator:
+    generator = [name for name in chosen if METRICS[name] in GENERATOR_METRICS]
+    if generator and dataset not in SPECS:
         raise ClicaError(f"--specify {specify!r} selects {' and '.join(generator)}, which need a dataset with a "
                          f"ground-truth generator (factors sampled, then observations made from them); KITTI Masks "
-                         f"are real video masks with none")
+                         f"and Natural Sprites have none here (the factor datasets, e.g. --dataset dsprites, have one)")
     return chosen
 
 
 # --------------------------------------------------------------------------- models
 
-def build_model(args) -> nn.Module:
-    """The contrastive encoder (``net.encoder``) or the SlowVAE (``net.encoder``, ``net.decoder``)."""
+def build_model(args, channels: int = 1) -> nn.Module:
+    """The contrastive encoder (``net.encoder``) or the SlowVAE (``net.encoder``, ``net.decoder``), for
+    images with ``channels`` channels."""
     if args.model == "slowvae":
-        return ConvVAE(args.z_dim, nc=1)
+        return ConvVAE(args.z_dim, nc=channels)
     norm = output_normalization("learnable_box" if args.box_norm else None, args.z_dim)
-    return ConvEncoderNet(args.z_dim, nc=1, output_normalization=norm)
+    return ConvEncoderNet(args.z_dim, nc=channels, output_normalization=norm)
 
 
 def representation(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -285,22 +340,28 @@ def _state_dict_for(net: nn.Module, state: dict) -> dict:
 # --------------------------------------------------------------------------- evaluation
 
 @torch.no_grad()
-def encode_frames(net: nn.Module, dataset: KittiMasks, idx: np.ndarray, device, batch: int = 500) -> np.ndarray:
+def encode_frames(net: nn.Module, dataset: Dataset, idx: np.ndarray, device,
+                  batch: int = 500) -> np.ndarray:
+    """The representation of the dataset's images ``idx``, read ``batch`` at a time."""
+    return np.concatenate([encode_images(net, dataset.images(torch.as_tensor(idx[i:i + batch]), device), device)
+                           for i in range(0, len(idx), batch)])
+
+
+@torch.no_grad()
+def encode_images(net: nn.Module, x: torch.Tensor, device, batch: int = 500) -> np.ndarray:
+    """The representation of images ``x`` (n, C, 64, 64), in batches, in eval mode."""
     was_training = net.training
     net.eval()
-    out = []
-    for i in range(0, len(idx), batch):
-        x = dataset.images(torch.as_tensor(idx[i:i + batch]), device)
-        out.append(representation(net, x).float().cpu())
+    out = [representation(net, x[i:i + batch].to(device)).float().cpu() for i in range(0, len(x), batch)]
     net.train(was_training)
     return torch.cat(out).numpy()
 
 
-def evaluate_mcc(net: nn.Module, dataset: KittiMasks, device, n_samples: int = 10_000,
+def evaluate_mcc(net: nn.Module, dataset: Dataset, device, n_samples: int = 10_000,
                  method: str = "spearman", seed: int = 0) -> dict:
-    """MCC as the original's evaluation: ``n_samples`` frames (no augmentation), the 3 true factors
-    padded with standard-normal noise rows to the representation's width, Hungarian matching on
-    |correlation|, mean |correlation| of the 3 matched factors."""
+    """MCC as the original's evaluation: ``n_samples`` frames (no augmentation), the k true factors
+    (``dataset.latents``) padded with standard-normal noise rows to the representation's width,
+    Hungarian matching on |correlation|, mean |correlation| of the k matched factors."""
     idx = dataset.eval_indices(n_samples, seed)
     hz = encode_frames(net, dataset, idx, device)
     z = dataset.latents[torch.as_tensor(idx)].numpy().astype(np.float64)
@@ -312,8 +373,8 @@ def evaluate_mcc(net: nn.Module, dataset: KittiMasks, device, n_samples: int = 1
     k = z.shape[1]
     return {
         "mcc": float(result.per_factor[:k].mean()),
-        "per_factor": {name: float(v) for name, v in zip(FACTOR_NAMES, result.per_factor[:k])},
-        "assignment": {name: int(j) for name, j in zip(FACTOR_NAMES, result.assignment[:k])},
+        "per_factor": {name: float(v) for name, v in zip(dataset.factor_names, result.per_factor[:k])},
+        "assignment": {name: int(j) for name, j in zip(dataset.factor_names, result.assignment[:k])},
         "correlation": method,
         "n_samples": int(n_samples),
         "_z": z, "_hz": hz, "_assign": result.assignment[:k],
@@ -322,10 +383,21 @@ def evaluate_mcc(net: nn.Module, dataset: KittiMasks, device, n_samples: int = 1
 
 # --------------------------------------------------------------------------- folders
 
+def data_dir_name(args) -> str:
+    """The data part of the default experiment folder: ``kittimasks_<max-delta-t>``, or for a factor
+    dataset ``<dataset>_laplace_<rate-data>`` / ``<dataset>_uniform_<data-k>``."""
+    if args.dataset == "kittimasks":
+        return f"{args.dataset}_{args.kitti_max_delta_t}"
+    if args.dataset == "natural":
+        return "natural_discrete" if args.natural_discrete else "natural"
+    setting = args.rate_data if args.data_distribution == "laplace" else args.data_k
+    return f"{args.dataset}_{args.data_distribution}_{setting:g}"
+
+
 def experiment_dir(args) -> str:
     if args.experiment_dir:
         return args.experiment_dir
-    data = f"{args.dataset}_{args.kitti_max_delta_t}"
+    data = data_dir_name(args)
     if args.model == "slowvae":
         gamma = 0 if args.betavae else args.gamma
         return os.path.join(data, f"slowvae_{args.beta:g}_{gamma:g}_{args.rate_prior:g}")
@@ -372,22 +444,23 @@ class _LiveRun(RunDir):
 
 # --------------------------------------------------------------------------- one run
 
-def _config(args, seed: int, data_path: Path, dataset: KittiMasks, device) -> dict:
+def _config(args, seed: int, data_path: Path, dataset: Dataset, device) -> dict:
     cfg = {"command": "kitti", **args.to_dict()}
-    cfg.update(seed=seed, max_iter=int(args.max_iter), data_file=str(data_path),
-               data_sequences=dataset.n_sequences, data_frames=dataset.n_frames,
+    cfg.update(seed=seed, max_iter=int(args.max_iter), data_file=str(data_path), data_frames=dataset.n_frames,
                gamma=0.0 if args.betavae else args.gamma, device=str(device))
+    if isinstance(dataset, KittiMasks):
+        cfg.update(data_sequences=dataset.n_sequences)
     return cfg
 
 
-def run_one(args, seed: int, dataset: KittiMasks, data_path: Path, session: Session) -> dict:
+def run_one(args, seed: int, dataset: Dataset, data_path: Path, session: Session) -> dict:
     """Train (or with ``--evaluate`` only evaluate) one seed; return its summary. The seed's run
     folder is locked meanwhile: a second process on it gets a one-line error."""
     with session.open(Path(args.output_dir) / experiment_dir(args) / str(seed), "kitti"):
         return _run_one(args, seed, dataset, data_path, session)
 
 
-def _run_one(args, seed: int, dataset: KittiMasks, data_path: Path, session: Session) -> dict:
+def _run_one(args, seed: int, dataset: Dataset, data_path: Path, session: Session) -> dict:
     run, device = session.run, session.device
     exp = experiment_dir(args)
     ckpts = RunDir(Path(args.ckpt_dir) / exp / str(seed))
@@ -396,7 +469,7 @@ def _run_one(args, seed: int, dataset: KittiMasks, data_path: Path, session: Ses
     config = _config(args, seed, data_path, dataset, device)
 
     seed_everything(seed)
-    net = to_device(build_model(args), device)
+    net = to_device(build_model(args, dataset.channels), device)
     optim = torch.optim.Adam(net.parameters(), lr=args.lr, betas=(args.beta1, args.beta2))
 
     ckpt_path = ckpts.file(args.ckpt_name)
@@ -509,16 +582,17 @@ def _evaluate_and_save(args, net, dataset, session: Session, iteration: int, con
                elapsed_s=round(time.monotonic() - t0, 2))
     out_dir = session.run.path / "evaluation" / args.ckpt_name
     atomic_write_json(out_dir / "mcc.json", res)
-    others = [METRICS[name] for name in specified_metrics(args.specify) if name != "mcc"]
+    others = [METRICS[name] for name in specified_metrics(args.specify, args.dataset) if name != "mcc"]
     if others:
-        _save_disentanglement(z, hz, others, out_dir / "disentanglement.json", args.specify)
+        _save_disentanglement(z, hz, others, out_dir / "disentanglement.json", args.specify, dataset,
+                              lambda x: encode_images(net, torch.from_numpy(x), session.device))
 
     def figure() -> Path:
         from ..plots import true_vs_predicted
 
         path = out_dir / "true_vs_predicted.png"
-        true_vs_predicted(z, hz, path, names=list(FACTOR_NAMES), assignment=assign, method=args.correlation,
-                          title=f"KITTI Masks, {args.model}: MCC {res['mcc']:.3f} "
+        true_vs_predicted(z, hz, path, names=list(dataset.factor_names), assignment=assign, method=args.correlation,
+                          title=f"{dataset.title}, {args.model}: MCC {res['mcc']:.3f} "
                                 f"(mean |{args.correlation.capitalize()} ρ| of the matched dimensions)")
         return path
 
@@ -543,17 +617,27 @@ def _evaluate_and_save(args, net, dataset, session: Session, iteration: int, con
     return summary
 
 
-def _save_disentanglement(z: np.ndarray, hz: np.ndarray, metrics: list[str], path: Path, specify: str) -> None:
+def _save_disentanglement(z: np.ndarray, hz: np.ndarray, metrics: list[str], path: Path, specify: str,
+                          dataset, representation) -> None:
     """Score the encoded evaluation frames by ``clica.metrics.score`` (the factors binned into 20 bins,
-    the first 80 % of frames the train split, as ``clica score``) and write them as JSON."""
-    from ..metrics import score
+    the first 80 % of frames the train split, as ``clica score``), and with a factor dataset the BetaVAE
+    and FactorVAE scores from its generator (disentanglement_lib's settings, seed 0); write them as JSON."""
+    from .. import metrics as suite
 
     t0 = time.monotonic()
+    free = [m for m in metrics if m not in GENERATOR_METRICS]
     try:
-        scores = score(hz, z, metrics, seed=0)
+        scores = suite.score(hz, z, free, seed=0) if free else {}
     except ValueError as exc:
         raise ClicaError(f"--specify {specify}: {exc}") from None
-    atomic_write_json(path, {**scores, "factors": list(FACTOR_NAMES), "specify": specify,
+    if "beta_vae" in metrics:
+        r = suite.beta_vae_score(dataset, representation, seed=0)
+        scores.update(beta_vae_train=r.train_accuracy, beta_vae_eval=r.eval_accuracy)
+    if "factor_vae" in metrics:
+        r = suite.factor_vae_score(dataset, representation, seed=0)
+        scores.update(factor_vae_train=r.train_accuracy, factor_vae_eval=r.eval_accuracy,
+                      factor_vae_active_dims=r.num_active_dims)
+    atomic_write_json(path, {**scores, "factors": list(dataset.factor_names), "specify": specify,
                              "elapsed_s": round(time.monotonic() - t0, 2)})
     print(", ".join(f"{k} {v:.4f}" for k, v in scores.items() if isinstance(v, float)) + f"; results in {path}")
 
@@ -566,6 +650,18 @@ def _draw_seed(rs: np.random.RandomState, taken: set) -> int:
         if s not in taken:
             taken.add(s)
             return s
+
+
+def load_dataset(args) -> tuple[Dataset, Path]:
+    """The dataset ``--dataset`` names, from ``--data-dir`` (or ``$CLICA_DATA_DIR``), and its path."""
+    if args.dataset == "kittimasks":
+        path = resolve_pickle_path(args.data_dir)
+        return KittiMasks.from_file(path, max_delta_t=args.kitti_max_delta_t), path
+    if args.dataset == "natural":
+        dataset = NaturalSprites.from_dir(args.data_dir, args.natural_discrete)
+        return dataset, dataset.source
+    dataset = load_factor_dataset(args.dataset, args.data_dir, args.data_distribution, args.rate_data, args.data_k)
+    return dataset, dataset.source
 
 
 def run(args) -> int:
@@ -584,12 +680,11 @@ def run_kitti(cfg) -> dict:
     device = session.device
     if args.threads:
         torch.set_num_threads(args.threads)
-    data_path = resolve_pickle_path(args.data_dir)
-    dataset = KittiMasks.from_file(data_path, max_delta_t=args.kitti_max_delta_t)
+    dataset, data_path = load_dataset(args)
     if len(dataset) < args.batch_size // 2:
         raise ClicaError(f"{data_path} has {len(dataset)} pair starts, fewer than one batch of "
                          f"{args.batch_size // 2} pairs; lower --batch-size")
-    session.echo(f"KITTI Masks: {dataset.n_sequences} sequences, {dataset.n_frames} frames from {data_path}; "
+    session.echo(f"{dataset.describe()} from {data_path}; "
                  f"device {device}" + (f", {session.world.size} processes" if session.world.distributed else ""))
 
     if not (args.random_search or args.random_seeds):
@@ -616,7 +711,7 @@ def run_kitti(cfg) -> dict:
     scores = np.array([r["mcc"] for r in results], dtype=float)
     mean, std = float(np.nanmean(scores)), float(np.nanstd(scores))
     kind = "random_search" if args.random_search else "random_seeds"
-    out = (Path(args.output_dir) / (args.experiment_dir or f"{args.dataset}_{args.kitti_max_delta_t}")
+    out = (Path(args.output_dir) / (args.experiment_dir or data_dir_name(args))
            / f"{kind}_{args.model}_{args.seed}.json")
     aggregate = {"mcc_mean": mean, "mcc_std": std, "runs": results}
     atomic_write_json(out, aggregate)
