@@ -10,7 +10,7 @@ from clica import estimator as est_module
 from clica.data.sequences import SequencePairs
 from clica.mixing import invertible_mlp
 
-TINY = dict(n_steps=40, batch_size=64, hidden_units=(16, 16), device="cpu", random_state=0)
+TINY = dict(n_steps=40, batch_size=64, hidden_units=(16, 16), device="cpu", random_state=0, n_init=1)
 
 
 def walk(n=1500, k=2, seed=0):

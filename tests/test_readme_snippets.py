@@ -22,6 +22,12 @@ SMALLER = {
     "iterations=300,": "iterations=2, n_eval_samples=64,",
     "ContrastiveICA(n_components=5, random_state=0, verbose=True)":
         "ContrastiveICA(n_components=5, random_state=0, verbose=True, n_steps=20, batch_size=128)",
+    "ContrastiveICA(n_components=5, n_init=3, n_jobs=3)":
+        "ContrastiveICA(n_components=5, n_init=3, n_jobs=3, n_steps=20, batch_size=128)",
+    "GridSearchCV(ContrastiveICA(n_components=5),":
+        "GridSearchCV(ContrastiveICA(n_components=5, n_steps=20, batch_size=128, n_init=1),",
+    "ContrastiveICA(n_components=5, random_state=s)":
+        "ContrastiveICA(n_components=5, random_state=s, n_steps=20, batch_size=128, n_init=1)",
 }
 
 
@@ -55,7 +61,8 @@ def _time_series() -> dict:
     rng = np.random.default_rng(0)
     Z = np.cumsum(rng.laplace(0, 0.05, size=(1000, 5)), axis=0)
     X = np.tanh(Z @ rng.normal(size=(5, 8)))
-    return {"X": X, "Z": Z, "video_id": np.repeat(np.arange(4), 250), "Xp": np.roll(X, -1, axis=0)}
+    return {"X": X, "Z": Z, "video_id": np.repeat(np.arange(4), 250), "Xp": np.roll(X, -1, axis=0),
+            "X_new": np.tanh(np.cumsum(rng.laplace(0, 0.05, size=(300, 5)), axis=0) @ rng.normal(size=(5, 8)))}
 
 
 @pytest.mark.parametrize("index", range(len(snippets())))

@@ -1,0 +1,97 @@
+"""Does a lower held-out InfoNCE loss go with a higher MCC? The criterion ``ContrastiveICA`` chooses by.
+
+For each family of ``estimator_families.py`` and seed, several candidate fits are
+made on the same X: ``--restarts`` seeds × the encoders of ``--encoders``. Each
+candidate's validation loss (``validation_loss_``) and its MCC against the true
+sources are recorded (one JSON line per candidate in ``--out``; a rerun resumes).
+``--table`` then reports per family: the Spearman correlation of −loss with MCC
+across the candidates (1: the loss orders them as MCC does), the MCC of the
+candidate with the lowest loss, the best and the median MCC among the candidates.
+
+    python benchmarks/estimator_selection.py --families issue24,deep,speeds --seeds 0 \\
+        --out benchmarks/results/estimator_selection.jsonl
+    python benchmarks/estimator_selection.py --table --out benchmarks/results/estimator_selection.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from estimator_families import FAMILIES, make  # noqa: E402
+
+
+def candidate(family: str, seed: int, restart: int, hidden: tuple, threads: int) -> dict:
+    import torch
+
+    from clica import ContrastiveICA
+
+    torch.set_num_threads(threads)
+    X, Z, groups = make(family, seed)
+    t0 = time.perf_counter()
+    est = ContrastiveICA(n_components=Z.shape[1], hidden_units=hidden, random_state=1000 * seed + restart)
+    est.fit(X, groups=groups)
+    return {"family": family, "seed": seed, "restart": restart, "hidden_units": list(hidden),
+            "validation_loss": est.validation_loss_, "mcc": est.score(X, Z), "r2": est.score(X, Z, metric="r2"),
+            "fit_s": round(time.perf_counter() - t0, 2)}
+
+
+def table(rows: list[dict]) -> str:
+    from scipy.stats import spearmanr
+
+    lines = ["| family | candidates | Spearman(−loss, MCC) | MCC of the lowest loss | best MCC | median MCC |",
+             "|---|---|---|---|---|---|"]
+    for f in FAMILIES:
+        groups = {}
+        for r in rows:
+            if r["family"] == f:
+                groups.setdefault(r["seed"], []).append(r)
+        for seed, rs in sorted(groups.items()):
+            loss = np.array([r["validation_loss"] for r in rs])
+            m = np.array([r["mcc"] for r in rs])
+            rho = spearmanr(-loss, m).statistic if len(rs) > 2 else float("nan")
+            lines.append(f"| {f} (seed {seed}) | {len(rs)} | {rho:+.2f} | {m[np.argmin(loss)]:.3f} | {m.max():.3f} | "
+                         f"{np.median(m):.3f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--families", default="issue24,unbounded,deep,speeds,noisy,small")
+    p.add_argument("--seeds", default="0")
+    p.add_argument("--restarts", type=int, default=3)
+    p.add_argument("--encoders", default="64-64-64;256-256-256-256;32-32",
+                   help="';'-separated hidden widths, '-' between layers")
+    p.add_argument("--out", default="benchmarks/results/estimator_selection.jsonl")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--table", action="store_true")
+    args = p.parse_args()
+    out = Path(args.out)
+    done = [json.loads(line) for line in out.read_text().splitlines() if line.strip()] if out.exists() else []
+    if args.table:
+        print(table(done))
+        return
+    have = {(r["family"], r["seed"], r["restart"], tuple(r["hidden_units"])) for r in done}
+    encoders = [tuple(int(w) for w in e.split("-")) for e in args.encoders.split(";")]
+    todo = [(f, int(s), r, h) for f in args.families.split(",") for s in args.seeds.split(",")
+            for r in range(args.restarts) for h in encoders if (f, int(s), r, h) not in have]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    from joblib import Parallel, delayed
+
+    with out.open("a") as fh:
+        for r in Parallel(n_jobs=args.jobs, return_as="generator")(delayed(candidate)(*t, args.threads) for t in todo):
+            fh.write(json.dumps(r) + "\n")
+            fh.flush()
+            print(f"{r['family']:>12} seed {r['seed']} restart {r['restart']} {r['hidden_units']} "
+                  f"loss {r['validation_loss']:.4f} MCC {r['mcc']:.3f} {r['fit_s']:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
