@@ -21,7 +21,7 @@ SMALLER = {
     "max_iter=1500, seed=0)": "max_iter=20, batch_size=16, n_eval_samples=300, seed=0)",
     "iterations=300,": "iterations=2, n_eval_samples=64,",
     "ContrastiveICA(n_components=5, random_state=0, verbose=True)":
-        "ContrastiveICA(n_components=5, random_state=0, verbose=True, n_steps=20, batch_size=128)",
+        "ContrastiveICA(n_components=5, random_state=0, verbose=True, n_steps=20, batch_size=128, n_init=1)",
     "ContrastiveICA(n_components=5, n_init=3, n_jobs=3)":
         "ContrastiveICA(n_components=5, n_init=3, n_jobs=3, n_steps=20, batch_size=128)",
     "GridSearchCV(ContrastiveICA(n_components=5),":
