@@ -238,10 +238,12 @@ def test_datasets_make_one_cell_per_row_and_dataset_each_run_on_its_dataset(tmp_
     (["--datasets", "natural", "--data-dir", "{tmp}"],
      "Natural Sprites file not found: {tmp}/downscale_keepaspect.csv"),
     (["--datasets", "dsprites,mnist"], "unknown dataset(s) mnist; choose from kittimasks, dsprites"),
+    (["--datasets", "kittimasks,dsprites", "--data-dir", "{tmp}/a.file"], "is a file, but --datasets names 2"),
 ])
 def test_a_dataset_without_its_file_is_one_line_before_anything_runs(argv, needle, tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("CLICA_DATA_DIR", raising=False)
     monkeypatch.chdir(tmp_path)  # without --data-dir: the original's folders, here absent
+    (tmp_path / "a.file").write_text("")
     out = tmp_path / "table"
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     assert main(["table", "kitti", "--seeds", "1", "--steps", "1", "--output-dir", str(out), *argv]) == 2

@@ -204,7 +204,11 @@ def data_dirs(rows: list[Row], data_dir: str | None) -> dict[str, str | None]:
     the ``clica data`` command that makes it offline.
     """
     out: dict[str, str | None] = {}
-    for ds in dict.fromkeys(dataset_of(r) for r in rows if r.command == "kitti"):
+    datasets = list(dict.fromkeys(dataset_of(r) for r in rows if r.command == "kitti"))
+    if data_dir is not None and Path(data_dir).is_file() and len(datasets) > 1:
+        raise ClicaError(f"--data-dir {data_dir} is a file, but --datasets names {len(datasets)} datasets: "
+                         "pass the folder that holds each one's file")
+    for ds in datasets:
         out[ds] = None if ds == "kittimasks" and data_dir is None else str(locate(ds, data_dir).resolve())
     return out
 
