@@ -259,9 +259,9 @@ def run_one(row: Row, seed: int, steps: int | None, threads: int, data_dir: str 
             from .kitti import KittiConfig, run_kitti
 
             if data_dir is None:  # the synthetic file, made where the task runs (no shared file system)
-                from ..data.kitti_masks import generate_synthetic, write_kitti_pickle
+                from ..data.kitti_masks import PICKLE_NAME, generate_synthetic, write_kitti_pickle
 
-                data_dir = str(Path(tmp) / "kitti_peds_v2.pickle")
+                data_dir = str(Path(tmp) / PICKLE_NAME)
                 write_kitti_pickle(data_dir, generate_synthetic(0))
             cfg = KittiConfig(**row.config(steps), data_dir=data_dir, seed=seed, output_dir=f"{tmp}/out",
                               ckpt_dir=f"{tmp}/ckpt", log_dir=f"{tmp}/logs", threads=threads)
