@@ -260,6 +260,9 @@ def test_generated_files_load_on_the_published_grid_and_train(dataset, extra, tm
     classes = module.GRID.select(SMALL[dataset]).classes()
     classes = classes[:, 1:] if dataset == "dsprites" else classes        # dSprites' constant colour is dropped
     np.testing.assert_array_equal(loaded.latents.numpy(), classes)        # the published class indices, row by row
+    if extra:  # uncompressed and contiguous: mapped in place, no cache
+        assert str(loaded._images.filename) == str((data / shapes3d.FILE_NAME).resolve())
+        assert not (data / ".clica-cache").exists()
     rows = np.array([0, 7, len(loaded) - 1])
     if dataset == "dsprites":
         with np.load(data / dsprites.FILE_NAME) as f:

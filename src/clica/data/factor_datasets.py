@@ -220,6 +220,10 @@ def _shapes3d(spec, path):
         classes = np.stack([_grid_index(labels[:, j], v, path, spec, spec.factor_names[j])
                             for j, v in enumerate(SHAPES3D_VALUES)], 1)
 
+        offset = images.id.get_offset() if images.chunks is None and not images.compression else None
+        if offset is not None:  # stored contiguous and uncompressed (`clica data shapes3d --compression 0`)
+            return np.memmap(path, dtype=np.uint8, mode="r", offset=offset, shape=images.shape), classes, {}
+
         def fill(out):
             step = 8192
             for s in range(0, len(images), step):
