@@ -225,3 +225,60 @@ def test_shapes3d_uncompressed_is_contiguous_and_holds_the_same_images(tmp_path)
         assert raw["images"].compression is None and raw["images"].chunks is None   # memory-mappable
         np.testing.assert_array_equal(gz["images"][()], raw["images"][()])
         np.testing.assert_array_equal(gz["labels"][()], raw["labels"][()])
+
+
+# --------------------------------------------------------------------------- what clica kitti reads
+
+def _headless_gl_or_skip():
+    from clica.render.renderer import create_context
+
+    try:
+        create_context().release()
+    except ClicaError as exc:  # no headless OpenGL here
+        pytest.skip(str(exc))
+
+
+SMALL = {"dsprites": ["orientation=0:40:20", "posX=::8", "posY=::8"],
+         "shapes3d": ["floor_hue=0,5", "wall_hue=2,8", "object_hue=0,7", "orientation=0:15:7"]}
+
+
+@pytest.mark.parametrize("dataset, extra", [("dsprites", []), ("shapes3d", []), ("shapes3d", ["--compression", "0"])])
+def test_generated_files_load_on_the_published_grid_and_train(dataset, extra, tmp_path, capsys):
+    """`clica data D --factor ...` → the loader maps every image to its published class indices, gives the
+    file's images, and `clica kitti --dataset D --data-dir DIR` trains on it and reports MCC."""
+    import json
+
+    from clica.data.factor_datasets import load_factor_dataset
+
+    if dataset == "shapes3d":
+        _headless_gl_or_skip()
+    module = dsprites if dataset == "dsprites" else shapes3d
+    data = tmp_path / "data"
+    factors = sum((["--factor", f] for f in SMALL[dataset]), [])
+    assert main(["data", dataset, "--output", f"{data}/", *factors, *extra]) == 0
+    loaded = load_factor_dataset(dataset, data)
+    classes = module.GRID.select(SMALL[dataset]).classes()
+    classes = classes[:, 1:] if dataset == "dsprites" else classes        # dSprites' constant colour is dropped
+    np.testing.assert_array_equal(loaded.latents.numpy(), classes)        # the published class indices, row by row
+    if extra:  # uncompressed and contiguous: mapped in place, no cache
+        assert str(loaded._images.filename) == str((data / shapes3d.FILE_NAME).resolve())
+        assert not (data / ".clica-cache").exists()
+    rows = np.array([0, 7, len(loaded) - 1])
+    if dataset == "dsprites":
+        with np.load(data / dsprites.FILE_NAME) as f:
+            assert "metadata" not in f.files          # not written: the loader must not need it
+            raw = f["imgs"][rows][:, None].astype(np.float32)
+    else:
+        import h5py
+
+        with h5py.File(data / shapes3d.FILE_NAME, "r") as f:
+            raw = f["images"][rows].transpose(0, 3, 1, 2) / np.float32(255)
+    np.testing.assert_allclose(loaded.images(rows).numpy(), raw, atol=1e-6)
+
+    capsys.readouterr()
+    assert main(["kitti", "--dataset", dataset, "--data-dir", str(data), "--output-dir", str(tmp_path / "out"),
+                 "--ckpt-dir", str(tmp_path / "ckpt"), "--max-iter", "3", "--log-step", "1", "--batch-size", "8",
+                 "--n-eval-samples", "200", "--num-workers", "0"]) == 0
+    assert "MCC" in capsys.readouterr().out
+    (summary,) = (tmp_path / "out").glob(f"{dataset}_laplace_1/*/*/summary.json")
+    assert 0 <= json.loads(summary.read_text())["mcc"] <= 1

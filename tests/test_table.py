@@ -210,7 +210,9 @@ def test_datasets_make_one_cell_per_row_and_dataset_each_run_on_its_dataset(tmp_
     assert rows[1].cell == ("kitti-l1-box", "shapes3d") and "--dataset shapes3d" in rows[1].command_line()
     for name in (dsprites.FILE_NAME, shapes3d.FILE_NAME):
         (tmp_path / name).touch()
-    assert table.data_dirs(rows, str(tmp_path)) == {"dsprites": str(tmp_path), "shapes3d": str(tmp_path)}
+    # each dataset found as `clica kitti` finds it, handed to its runs as an absolute path
+    assert table.data_dirs(rows, str(tmp_path)) == {"dsprites": str((tmp_path / dsprites.FILE_NAME).resolve()),
+                                                    "shapes3d": str((tmp_path / shapes3d.FILE_NAME).resolve())}
     seen = []
     monkeypatch.setattr(kitti, "run_kitti", lambda cfg: seen.append(cfg) or {"mcc": 0.25 + 0.5 * len(seen)})
     records = [table.run_one(r, 0, steps=3, threads=1, data_dir=str(tmp_path)) for r in rows]
@@ -224,14 +226,24 @@ def test_datasets_make_one_cell_per_row_and_dataset_each_run_on_its_dataset(tmp_
 
 
 @pytest.mark.parametrize("argv, needle", [
-    (["--datasets", "dsprites"], "needs --data-dir DIR (or $CLICA_DATA_DIR) holding "
-                                 "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz; make it with `clica data dsprites"),
-    (["--datasets", "shapes3d", "--data-dir", "{tmp}"], "{tmp}/3dshapes.h5 not found"),
-    (["--datasets", "kittimasks,dsprites", "--data-dir", "{tmp}"], "make it with `clica data kitti-masks --output"),
+    # the loaders' own messages: the file expected, where it is published, the command that makes it offline
+    (["--datasets", "dsprites"], "dSprites file not found: data/dsprites/dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
+                                 " (nor dsprites.npz); download"),
+    (["--datasets", "dsprites"], "or make one offline with `clica data dsprites --output DIR`"),
+    (["--datasets", "shapes3d", "--data-dir", "{tmp}"], "3D Shapes file not found: {tmp}/3dshapes.h5; download "
+                                                        "3dshapes.h5 from https://storage.googleapis.com/3d-shapes"),
+    (["--datasets", "shapes3d", "--data-dir", "{tmp}"], "make one offline with `clica data shapes3d --output DIR`"),
+    (["--datasets", "kittimasks,dsprites", "--data-dir", "{tmp}"],
+     "make synthetic data offline with `clica data kitti-masks --output {tmp}/kitti_peds_v2.pickle`"),
+    (["--datasets", "natural", "--data-dir", "{tmp}"],
+     "Natural Sprites file not found: {tmp}/downscale_keepaspect.csv"),
     (["--datasets", "dsprites,mnist"], "unknown dataset(s) mnist; choose from kittimasks, dsprites"),
+    (["--datasets", "kittimasks,dsprites", "--data-dir", "{tmp}/a.file"], "is a file, but --datasets names 2"),
 ])
 def test_a_dataset_without_its_file_is_one_line_before_anything_runs(argv, needle, tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("CLICA_DATA_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)  # without --data-dir: the original's folders, here absent
+    (tmp_path / "a.file").write_text("")
     out = tmp_path / "table"
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     assert main(["table", "kitti", "--seeds", "1", "--steps", "1", "--output-dir", str(out), *argv]) == 2

@@ -103,9 +103,9 @@ def run(args) -> int:
     if dataset != "kitti-masks":
         raise ClicaError("choose a dataset: clica data {kitti-masks,dsprites,shapes3d} --output FILE")
     from ..progress import Progress
-    from .kitti_masks import SyntheticConfig, generate_synthetic, write_kitti_pickle
+    from .kitti_masks import PICKLE_NAME, SyntheticConfig, generate_synthetic, write_kitti_pickle
 
-    out = _output(args, "kitti_peds_v2.pickle")
+    out = _output(args, PICKLE_NAME)
     if not (0 < args.min_height < args.max_height):
         raise ClicaError(f"need 0 < --min-height < --max-height, got {args.min_height}, {args.max_height}")
     if args.max_height > 64:

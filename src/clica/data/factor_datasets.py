@@ -8,7 +8,8 @@ transition (:mod:`clica.data.factor_transitions`). It has the interface of
 ``pair_indices``, ``sample_pairs``, ``images``, ``eval_indices``, ``latents``, ``factor_names``), so the same
 loader, training loop and MCC evaluation run on every dataset.
 
-Published files (``--data-dir DIR`` or ``$CLICA_DATA_DIR``; defaults as the SlowVAE code):
+Published files (``--data-dir DIR`` or ``$CLICA_DATA_DIR``; defaults as the SlowVAE code; their names,
+addresses and factor grids are in :mod:`clica.data.registry`, with :func:`~clica.data.registry.locate`):
 
 - dSprites: ``dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz``, or ``dsprites.npz`` as the SlowVAE
   code renames it (``imgs``, ``latents_classes``;
@@ -32,7 +33,6 @@ from __future__ import annotations
 import contextlib
 import os
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,51 +41,12 @@ import torch
 from ..errors import ClicaError
 from .array_files import cache_folder, cached_array, fingerprint, npz_header, npz_member, npz_small
 from .factor_transitions import make_transition
+from .registry import SHAPES3D_VALUES, SPECS, FactorSpec, resolve_data_path
+from .registry import where as _where
 
 __all__ = ["FactorSpec", "SPECS", "FactorDataset", "resolve_data_path", "load_factor_dataset"]
 
 IMAGE_SIZE = 64
-
-
-@dataclass(frozen=True)
-class FactorSpec:
-    """What a dataset is: its files, where they are published, and its factor grid."""
-
-    name: str                      # the --dataset value
-    title: str
-    files: tuple[str, ...]         # the file looked for in DIR (first found); () for a folder of files
-    url: str
-    default_dir: str               # the SlowVAE code's folder, used without --data-dir / $CLICA_DATA_DIR
-    factor_names: tuple[str, ...]
-    factor_sizes: tuple[int, ...]
-    categorical: tuple[bool, ...]
-    channels: int
-    scored: tuple[int, ...] | None = None  # factors scored by MCC (None: all)
-
-
-SPECS = {s.name: s for s in (
-    FactorSpec("dsprites", "dSprites", ("dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz", "dsprites.npz"),
-               "https://github.com/deepmind/dsprites-dataset", "data/dsprites",
-               ("shape", "scale", "orientation", "pos_x", "pos_y"), (3, 6, 40, 32, 32),
-               (True, False, False, False, False), 1),
-    FactorSpec("shapes3d", "3D Shapes", ("3dshapes.h5",), "https://storage.googleapis.com/3d-shapes/3dshapes.h5",
-               "data/shapes3d", ("floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation"),
-               (10, 10, 10, 8, 4, 15), (False, False, False, False, True, False), 3),
-    FactorSpec("mpi3d", "MPI3D", ("mpi3d_real.npz", "mpi3d_realistic.npz", "mpi3d_toy.npz"),
-               "https://github.com/rr-learning/disentanglement_dataset", "data/mpi3d_real",
-               ("object_color", "object_shape", "object_size", "camera_height", "background_color",
-                "horizontal_axis", "vertical_axis"), (6, 6, 2, 3, 3, 40, 40),
-               (False, True, False, False, False, False, False), 3),
-    FactorSpec("cars3d", "Cars3D", (), "http://www.scottreed.info/files/nips2015-analogy-data.tar.gz", "data/cars",
-               ("elevation", "azimuth", "car"), (4, 24, 183), (False, False, True), 3),
-    FactorSpec("smallnorb", "SmallNORB", (), "https://cs.nyu.edu/~ylclab/data/norb-v1.0-small/", "data/smallNORB",
-               ("category", "instance", "elevation", "azimuth", "lighting"), (5, 10, 9, 18, 6),
-               (True, True, False, False, False), 1, scored=(0, 2, 3, 4)),
-)}
-
-# 3D Shapes label values of the published grid, per factor
-SHAPES3D_VALUES = (np.arange(10) / 10, np.arange(10) / 10, np.arange(10) / 10, np.linspace(0.75, 1.25, 8),
-                   np.arange(4.0), np.linspace(-30, 30, 15))
 NORB_SPLITS = ("5x46789x9x18x6x2x96x96-training", "5x01235x9x18x6x2x96x96-testing")
 NORB_TYPES = {0x1E3D4C55: np.uint8, 0x1E3D4C54: np.int32}  # the NORB binary format's byte and int matrices
 
@@ -208,34 +169,6 @@ class FactorDataset:
 
 # --------------------------------------------------------------------------- files
 
-def _default_dir(spec: FactorSpec) -> Path:
-    env = os.environ.get("CLICA_DATA_DIR")
-    return Path(env) if env else Path(spec.default_dir)
-
-
-def _where(spec: FactorSpec, what: str) -> str:
-    hint = f" or make one offline with `clica data {spec.name}`" if spec.name in ("dsprites", "shapes3d") else ""
-    return f"download {what} from {spec.url} and pass --data-dir DIR (or set CLICA_DATA_DIR=DIR){hint}"
-
-
-def resolve_data_path(name: str, data_dir: str | os.PathLike | None = None) -> Path:
-    """The file (dSprites, 3D Shapes, MPI3D) or folder (Cars3D, SmallNORB) of dataset ``name``: in
-    ``data_dir`` (which may also name the file), else ``$CLICA_DATA_DIR``, else the SlowVAE folder."""
-    spec = SPECS[name]
-    base = Path(data_dir) if data_dir else _default_dir(spec)
-    if not spec.files:
-        if not base.is_dir():
-            raise ClicaError(f"{spec.title} folder not found: {base}; {_where(spec, 'the files')}")
-        return base
-    if base.is_file():
-        return base
-    for file in spec.files:
-        if (base / file).is_file():
-            return base / file
-    others = f" (nor {', '.join(spec.files[1:])})" if len(spec.files) > 1 else ""
-    raise ClicaError(f"{spec.title} file not found: {base / spec.files[0]}{others}; {_where(spec, spec.files[0])}")
-
-
 @contextlib.contextmanager
 def _reading(spec: FactorSpec, path: Path):
     """Turn a failure to parse ``path`` into one line naming the dataset and where it is published."""
@@ -286,6 +219,10 @@ def _shapes3d(spec, path):
                 f"labels has shape {labels.shape}, expected ({len(images)}, 6)")
         classes = np.stack([_grid_index(labels[:, j], v, path, spec, spec.factor_names[j])
                             for j, v in enumerate(SHAPES3D_VALUES)], 1)
+
+        offset = images.id.get_offset() if images.chunks is None and not images.compression else None
+        if offset is not None:  # stored contiguous and uncompressed (`clica data shapes3d --compression 0`)
+            return np.memmap(path, dtype=np.uint8, mode="r", offset=offset, shape=images.shape), classes, {}
 
         def fill(out):
             step = 8192

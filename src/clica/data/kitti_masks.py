@@ -80,7 +80,8 @@ def resolve_pickle_path(data_dir: str | os.PathLike | None = None) -> Path:
     return path / PICKLE_NAME
 
 
-def _missing_message(path: Path) -> str:
+def missing_message(path: Path) -> str:
+    """The one line for a missing KITTI Masks file at ``path``: where it is published, and the offline command."""
     return (
         f"KITTI Masks file not found: {path}. Download kitti_peds_v2.pickle from Zenodo record "
         f"3931823 ({ZENODO_URL.split('?')[0]}) and put it at {path} (or pass --data-dir DIR / set "
@@ -171,7 +172,7 @@ def load_kitti_pickle(path: str | os.PathLike) -> tuple[list[np.ndarray], list[n
     """
     path = Path(path)
     if not path.exists():
-        raise ClicaError(_missing_message(path))
+        raise ClicaError(missing_message(path))
     try:
         with open(path, "rb") as fh:
             data = _DataUnpickler(fh, path).load()

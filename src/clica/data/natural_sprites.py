@@ -31,7 +31,7 @@ import torch
 
 from ..errors import ClicaError
 
-__all__ = ["CSV_NAME", "URL", "NaturalSprites", "read_pairs", "sprite_vertices"]
+__all__ = ["CSV_NAME", "URL", "NaturalSprites", "read_pairs", "resolve_csv_path", "sprite_vertices"]
 
 CSV_NAME = "downscale_keepaspect.csv"
 URL = "https://zenodo.org/record/3948069/files/downscale_keepaspect.csv"
@@ -93,6 +93,17 @@ def render(shape: str, x: float, y: float, scale: float, angle: float) -> np.nda
     return np.flipud(np.asarray(canvas.resize((64, 64), Image.LANCZOS)))
 
 
+def resolve_csv_path(data_dir: str | os.PathLike | None = None) -> Path:
+    """``DIR/downscale_keepaspect.csv`` (``data_dir`` may also name the file; None: ``$CLICA_DATA_DIR``, else
+    ``data/natural_sprites``), or a one-line error naming the file and where it is published."""
+    base = Path(data_dir) if data_dir else Path(os.environ.get("CLICA_DATA_DIR") or DEFAULT_DIR)
+    path = base if base.is_file() else base / CSV_NAME
+    if not path.is_file():
+        raise ClicaError(f"Natural Sprites file not found: {path}; download {CSV_NAME} from {URL} and pass "
+                         f"--data-dir DIR (or set CLICA_DATA_DIR=DIR)")
+    return path
+
+
 def read_pairs(path: Path) -> np.ndarray:
     """(n, 2, 3) float64: (y, x, area) of each object in two consecutive frames, as the SlowVAE code pairs them."""
     pairs = []
@@ -145,11 +156,7 @@ class NaturalSprites:
 
     @classmethod
     def from_dir(cls, data_dir: str | os.PathLike | None = None, natural_discrete: bool = False) -> "NaturalSprites":
-        base = Path(data_dir) if data_dir else Path(os.environ.get("CLICA_DATA_DIR") or DEFAULT_DIR)
-        path = base if base.is_file() else base / CSV_NAME
-        if not path.is_file():
-            raise ClicaError(f"Natural Sprites file not found: {path}; download {CSV_NAME} from {URL} and pass "
-                             f"--data-dir DIR (or set CLICA_DATA_DIR=DIR)")
+        path = resolve_csv_path(data_dir)
         try:
             pairs = read_pairs(path)
         except (OSError, UnicodeDecodeError, csv.Error) as exc:

@@ -30,8 +30,10 @@ import torch
 from torch import nn
 
 from ..data.factor_datasets import SPECS, FactorDataset, load_factor_dataset
-from ..data.kitti_masks import KittiMasks, PairLoader, Prefetcher, resolve_pickle_path
-from ..data.natural_sprites import NaturalSprites
+from ..data.kitti_masks import PICKLE_NAME, KittiMasks, PairLoader, Prefetcher, resolve_pickle_path
+from ..data.natural_sprites import CSV_NAME, NaturalSprites
+from ..data.natural_sprites import DEFAULT_DIR as NATURAL_DIR
+from ..data.registry import DATASETS
 from ..errors import ClicaError
 from ..losses import LpInfoNCE
 from ..metrics import mcc
@@ -71,7 +73,7 @@ NUMBERED_CHECKPOINT_EVERY = 50_000
 METRICS = {"mcc": "mcc", "mig": "mig", "dci": "dci", "sap_score": "sap", "modularity_explicitness": "modularity",
            "beta_vae_sklearn": "beta_vae", "factor_vae_metric": "factor_vae"}
 GENERATOR_METRICS = ("beta_vae", "factor_vae")  # need a ground-truth generator: the factor datasets have one
-SUPPORTED_DATASETS = ("kittimasks", *SPECS, "natural")
+SUPPORTED_DATASETS = DATASETS
 # flags that only mean something for the factor datasets: an error when given with kittimasks
 FACTOR_DATASET_FLAGS = {
     "data_distribution": "--data-distribution",
@@ -177,13 +179,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num_runs", type=int, default=10, help="runs for --random-seeds / --random-search")
     # --- clica additions ---
     p.add_argument("--data-dir", type=str, default=None,
-                   help="folder holding the dataset's published file(s) (kitti_peds_v2.pickle, "
-                        "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz, 3dshapes.h5, mpi3d_real.npz, "
-                        "the Cars3D .mat files, the SmallNORB .mat files, downscale_keepaspect.csv), or the file "
-                        "itself "
-                        "(default: $CLICA_DATA_DIR, else ./data/kitti, or for the other datasets the "
-                        "original's folders ./data/dsprites, ./data/shapes3d, ./data/mpi3d_real, ./data/cars, "
-                        "./data/smallNORB, ./data/natural_sprites)")
+                   help="folder holding the dataset's published file(s) ("
+                        + ", ".join([PICKLE_NAME, *(s.files[0] if s.files else f"the {s.title} .mat files"
+                                                    for s in SPECS.values()), CSV_NAME])
+                        + "), or the file itself (default: $CLICA_DATA_DIR, else ./data/kitti, or for the other "
+                        "datasets the original's folders "
+                        + ", ".join(f"./{d}" for d in [*(s.default_dir for s in SPECS.values()), NATURAL_DIR]) + ")")
     p.add_argument("--model", choices=("contrastive", "slowvae"), default="contrastive",
                    help="contrastive: Lp InfoNCE encoder; slowvae: the SlowVAE baseline")
     p.add_argument("--augment", dest="augment", action="store_true", default=False,

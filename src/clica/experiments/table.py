@@ -28,8 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.generators.dsprites import FILE_NAME as DSPRITES_FILE
-from ..data.generators.shapes3d import FILE_NAME as SHAPES3D_FILE
+from ..data.registry import DATASETS, locate
 from ..errors import ClicaError
 from ..extras import need
 from ..runs import RunDir, append_line, atomic_write_bytes, atomic_write_json, check_output_folder
@@ -175,14 +174,6 @@ def kitti_rows() -> list[Row]:
     ]
 
 
-# the datasets `clica kitti --dataset` names, and for those clica can make offline: the published file
-# that --data-dir must hold and the command that writes it
-DATASETS = ("kittimasks", "dsprites", "shapes3d", "mpi3d", "cars3d", "smallnorb", "natural")
-DATASET_FILES = {"kittimasks": ("kitti_peds_v2.pickle", "clica data kitti-masks"),
-                 "dsprites": (DSPRITES_FILE, "clica data dsprites"),
-                 "shapes3d": (SHAPES3D_FILE, "clica data shapes3d")}
-
-
 def parse_datasets(names: str) -> list[str]:
     """``"dsprites,shapes3d"`` → the dataset names, checked, in order, each once."""
     wanted = list(dict.fromkeys(n.strip().lower() for n in names.split(",") if n.strip()))
@@ -204,24 +195,21 @@ def dataset_of(row: Row) -> str:
 
 
 def data_dirs(rows: list[Row], data_dir: str | None) -> dict[str, str | None]:
-    """The ``data_dir`` each KITTI row's dataset runs with, checked on this machine before anything runs.
+    """The file or folder each KITTI row's dataset reads, found on this machine before anything runs.
 
-    KITTI Masks without ``--data-dir`` is the synthetic file each run makes; the other datasets read
-    ``--data-dir``, else ``$CLICA_DATA_DIR``. A folder that lacks a dataset's published file is a
-    one-line error naming the file and the ``clica data`` command that writes it.
+    KITTI Masks without ``--data-dir`` is the synthetic file each run makes; every other dataset is found
+    as ``clica kitti --dataset D --data-dir DIR`` finds it (:func:`clica.data.registry.locate`: ``DIR``,
+    else ``$CLICA_DATA_DIR``, else the original's folder), and handed to its runs as an absolute path. A
+    dataset not found is the loaders' one-line error, naming the file expected, where it is published and
+    the ``clica data`` command that makes it offline.
     """
-    out = {}
-    for ds in dict.fromkeys(dataset_of(r) for r in rows if r.command == "kitti"):
-        folder = out[ds] = data_dir if ds == "kittimasks" else data_dir or os.environ.get("CLICA_DATA_DIR")
-        name, make = DATASET_FILES.get(ds, (None, None))
-        if folder is None and ds != "kittimasks":
-            raise ClicaError(f"--datasets {ds} needs --data-dir DIR (or $CLICA_DATA_DIR)"
-                             + (f" holding {name}; make it with `{make} --output DIR`" if name else ""))
-        if folder is None or name is None or (ds == "kittimasks" and Path(folder).is_file()):
-            continue
-        if not (Path(folder) / name).is_file():
-            raise ClicaError(f"{Path(folder) / name} not found: --datasets {ds} reads it from --data-dir; "
-                             f"make it with `{make} --output {folder}` or put the published file there")
+    out: dict[str, str | None] = {}
+    datasets = list(dict.fromkeys(dataset_of(r) for r in rows if r.command == "kitti"))
+    if data_dir is not None and Path(data_dir).is_file() and len(datasets) > 1:
+        raise ClicaError(f"--data-dir {data_dir} is a file, but --datasets names {len(datasets)} datasets: "
+                         "pass the folder that holds each one's file")
+    for ds in datasets:
+        out[ds] = None if ds == "kittimasks" and data_dir is None else str(locate(ds, data_dir).resolve())
     return out
 
 
@@ -271,9 +259,9 @@ def run_one(row: Row, seed: int, steps: int | None, threads: int, data_dir: str 
             from .kitti import KittiConfig, run_kitti
 
             if data_dir is None:  # the synthetic file, made where the task runs (no shared file system)
-                from ..data.kitti_masks import generate_synthetic, write_kitti_pickle
+                from ..data.kitti_masks import PICKLE_NAME, generate_synthetic, write_kitti_pickle
 
-                data_dir = str(Path(tmp) / "kitti_peds_v2.pickle")
+                data_dir = str(Path(tmp) / PICKLE_NAME)
                 write_kitti_pickle(data_dir, generate_synthetic(0))
             cfg = KittiConfig(**row.config(steps), data_dir=data_dir, seed=seed, output_dir=f"{tmp}/out",
                               ckpt_dir=f"{tmp}/ckpt", log_dir=f"{tmp}/logs", threads=threads)
@@ -541,10 +529,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                             "dsprites|shapes3d`, which follow the published factor grids but are not the published "
                             "images")
     kitti.add_argument("--data-dir", default=None,
-                       help="the folder on every worker that holds each dataset's published file "
-                            f"(kitti_peds_v2.pickle, {DSPRITES_FILE}, {SHAPES3D_FILE}, ...), or the KITTI pickle "
-                            "itself (default: the synthetic KITTI data, made by each run; $CLICA_DATA_DIR for the "
-                            "other datasets)")
+                       help="the folder that holds each dataset's published file(s), read as `clica kitti "
+                            "--dataset D --data-dir DIR` reads them, at the same path on every worker; or the KITTI "
+                            "pickle itself (default: the synthetic KITTI data, made by each run; for the other "
+                            "datasets $CLICA_DATA_DIR, else the original's folders, as clica kitti)")
 
 
 def _add_common_arguments(p: argparse.ArgumentParser) -> None:

@@ -26,9 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from ...runs import atomic_path
+from ..registry import SPECS
 from .grid import FactorGrid, SubGrid
 
-FILE_NAME = "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
+FILE_NAME = SPECS["dsprites"].files[0]   # the published name, as the loader looks for it
 SHAPES = ("square", "ellipse", "heart")
 GRID = FactorGrid("dSprites", ("color", "shape", "scale", "orientation", "posX", "posY"), (
     np.array([1.0]), np.array([1.0, 2.0, 3.0]), np.linspace(0.5, 1.0, 6), np.linspace(0.0, 2 * np.pi, 40),

@@ -24,13 +24,13 @@ import numpy as np
 
 from ...extras import need
 from ...runs import atomic_path
+from ..registry import SHAPES3D_VALUES, SPECS
 from .grid import FactorGrid, SubGrid
 
-FILE_NAME = "3dshapes.h5"
+FILE_NAME = SPECS["shapes3d"].files[0]   # the published name, as the loader looks for it
 SHAPES = ("Cube", "Cylinder", "Sphere", "Capsule")
-GRID = FactorGrid("3D Shapes", ("floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation"), (
-    np.arange(10) / 10, np.arange(10) / 10, np.arange(10) / 10, np.linspace(0.75, 1.25, 8),
-    np.arange(4, dtype=np.float64), np.linspace(-30.0, 30.0, 15)))
+# the published factor names and label values: the ones the loader maps back to class indices
+GRID = FactorGrid("3D Shapes", SPECS["shapes3d"].factor_names, SHAPES3D_VALUES)
 SIZE = 64
 SATURATION, VALUE = 0.85, 1.0       # HSV of every surface, the hue from its factor
 OBJECT_SIZE = 1.5                   # the object's largest extent at scale 1 (the room's units)
