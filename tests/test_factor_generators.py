@@ -90,6 +90,9 @@ def test_the_dsprites_file_has_the_published_arrays(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == [dsprites.FILE_NAME]   # no temporary left
     assert main(["data", "dsprites", "--output", f"{tmp_path}/new/", "--factor", "posX=0", "--factor", "posY=0"]) == 0
     assert (tmp_path / "new" / dsprites.FILE_NAME).is_file()               # a new folder, named by its slash
+    # several selections after one --factor, as a newcomer writes them (it was "unrecognized arguments")
+    assert main(["data", "dsprites", "--output", f"{tmp_path}/one/", "--factor", "posX=0", "posY=0"]) == 0
+    assert np.load(tmp_path / "one" / dsprites.FILE_NAME)["imgs"].shape[0] == 3 * 6 * 40
 
 
 def test_the_three_shapes_differ_and_the_heart_is_not_symmetric_top_to_bottom():

@@ -21,7 +21,7 @@ DESCRIPTION = ("Make offline datasets in the published formats: synthetic KITTI 
 NOT_PUBLISHED = ("They follow the published factor grid, file layout, dtypes and row order, but are not the "
                  "published images: the {what} are drawn by clica.")
 FACTOR_HELP = ("keep only some values of a factor, for small files: NAME=START:STOP[:STEP] or NAME=I,J,K over its "
-               "class indices (repeatable; e.g. --factor {example}); rows stay row-major over the kept values "
+               "class indices (several after one --factor, or --factor again; e.g. --factor {example}); rows stay row-major over the kept values "
                "and keep the published class indices and values")
 
 
@@ -77,7 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for p, module, example in ((ds, dsprites, "posX=::4"), (s3, shapes3d, "object_hue=0:10:3")):
         p.add_argument("--output", "-o", required=True,
                        help=f"file to write (a folder: FOLDER/{module.FILE_NAME})")
-        p.add_argument("--factor", action="append", default=None, metavar="NAME=SEL",
+        p.add_argument("--factor", action="extend", nargs="+", default=None, metavar="NAME=SEL",
                        help=FACTOR_HELP.format(example=example) + f"; names: {', '.join(module.GRID.names)}")
         p.add_argument("--force", action="store_true", help="overwrite --output if it exists")
     s3.add_argument("--compression", type=int, default=4, choices=range(10), metavar="0-9",
