@@ -61,8 +61,9 @@ def fit(method: str, X: np.ndarray, k: int, groups, seed: int) -> tuple[np.ndarr
         est = ContrastiveICA(n_components=k, random_state=seed, **params).fit(X, groups=groups)
         return est.transform(X), {"validation_loss": est.validation_loss_, "n_iter": est.n_iter_}
     if method.startswith("cebra"):
-        import cebra
+        from clica.extras import need
 
+        cebra = need("cebra")
         model = cebra.CEBRA(output_dimension=k, distance=method.split("-")[1], **CEBRA_SETTINGS)
         model.fit(X.astype(np.float32))
         return model.transform(X.astype(np.float32)), {}

@@ -44,8 +44,9 @@ def main() -> None:
     print(f"{len(videos)} training videos, {sum(map(len, videos))} frames; "
           f"{sum(map(len, test['pedestrians']))} frames in {len(test['pedestrians'])} new videos")
 
+    # one seed keeps the example short; the default n_init=3 keeps the best of three by the held-out loss
     ica = ContrastiveICA(n_components=10, encoder="conv", batch_size=32, learning_rate=3e-3, n_steps=args.steps,
-                         random_state=args.seed, verbose=True)
+                         n_init=1, random_state=args.seed, verbose=True)
     t0 = time.monotonic()
     ica.fit(videos)  # a list of sequences: pairs never cross from one video to the next
     seconds = time.monotonic() - t0

@@ -17,6 +17,7 @@ EXTRAS = {
     "3dident": ("torchvision", "faiss"),
     "cluster": ("ray",),
     "datasets": ("h5py",),
+    "bench": ("cebra",),
 }
 
 

@@ -21,8 +21,8 @@ DESCRIPTION = ("Make offline datasets in the published formats: synthetic KITTI 
 NOT_PUBLISHED = ("They follow the published factor grid, file layout, dtypes and row order, but are not the "
                  "published images: the {what} are drawn by clica.")
 FACTOR_HELP = ("keep only some values of a factor, for small files: NAME=START:STOP[:STEP] or NAME=I,J,K over its "
-               "class indices (several after one --factor, or --factor again; e.g. --factor {example}); rows stay row-major over the kept values "
-               "and keep the published class indices and values")
+               "class indices (several after one --factor, or --factor again; e.g. --factor {example}); rows stay "
+               "row-major over the kept values and keep the published class indices and values")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
