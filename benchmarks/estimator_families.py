@@ -84,16 +84,23 @@ def sources(f: Family, rng: np.random.Generator) -> np.ndarray:
     return np.concatenate(parts)
 
 
+MAX_DRAWS = 20_000  # square layers of d ≥ 16 almost never reach condition number 5
+
+
 def injective_mlp(k: int, d: int, depth: int, activation: str, rng: np.random.Generator) -> nn.Sequential:
-    """A frozen random injective MLP R^k → R^d: a well-conditioned k → d layer, then d × d layers."""
+    """A frozen random injective MLP R^k → R^d: a well-conditioned k → d layer, then d × d layers (each the first
+    of random draws with condition number below 5, or the best of ``MAX_DRAWS``)."""
     layers: list[nn.Module] = []
     n_in = k
     for i in range(depth):
-        while True:  # orthonormal-ish columns scaled: condition number ≤ 5
+        best = (np.inf, None)
+        for _ in range(MAX_DRAWS):  # column-normalised; condition number < 5, else the lowest of MAX_DRAWS
             w = rng.uniform(-1, 1, size=(d, n_in))
             w /= np.linalg.norm(w, axis=0, keepdims=True)
-            if np.linalg.cond(w) < 5:
+            best = min(best, (np.linalg.cond(w), w), key=lambda cw: cw[0])
+            if best[0] < 5:
                 break
+        w = best[1]
         lin = nn.Linear(n_in, d, bias=False)
         lin.weight.data = torch.from_numpy(w).float()
         layers.append(lin)
