@@ -4,9 +4,9 @@ For each family of ``estimator_families.py`` and seed, several candidate fits ar
 made on the same X: ``--restarts`` seeds × the encoders of ``--encoders``. Each
 candidate's validation loss (``validation_loss_``) and its MCC against the true
 sources are recorded (one JSON line per candidate in ``--out``; a rerun resumes).
-``--table`` then reports per family: the Spearman correlation of −loss with MCC
-across the candidates (1: the loss orders them as MCC does), the MCC of the
-candidate with the lowest loss, the best and the median MCC among the candidates.
+``--table`` then reports per family and encoder: every candidate's (loss, MCC), the
+Spearman correlation of −loss with MCC (1: the loss orders them as MCC does; blank
+when the MCCs are all equal), the MCC of the candidate with the lowest loss and the best.
 
     python benchmarks/estimator_selection.py --families issue24,deep,speeds --seeds 0 \\
         --out benchmarks/results/estimator_selection.jsonl
@@ -45,19 +45,21 @@ def candidate(family: str, seed: int, restart: int, hidden: tuple, threads: int)
 def table(rows: list[dict]) -> str:
     from scipy.stats import spearmanr
 
-    lines = ["| family | candidates | Spearman(−loss, MCC) | MCC of the lowest loss | best MCC | median MCC |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| family | encoder | candidates: (held-out loss, MCC) | Spearman(−loss, MCC) | MCC of the lowest loss | "
+             "best MCC |", "|---|---|---|---|---|---|"]
     for f in FAMILIES:
         groups = {}
         for r in rows:
             if r["family"] == f:
-                groups.setdefault(r["seed"], []).append(r)
-        for seed, rs in sorted(groups.items()):
+                groups.setdefault((r["seed"], tuple(r["hidden_units"])), []).append(r)
+        for (seed, hidden), rs in sorted(groups.items()):
             loss = np.array([r["validation_loss"] for r in rs])
             m = np.array([r["mcc"] for r in rs])
-            rho = spearmanr(-loss, m).statistic if len(rs) > 2 else float("nan")
-            lines.append(f"| {f} (seed {seed}) | {len(rs)} | {rho:+.2f} | {m[np.argmin(loss)]:.3f} | {m.max():.3f} | "
-                         f"{np.median(m):.3f} |")
+            rho = spearmanr(-loss, m).statistic if len(rs) > 2 and np.ptp(m) > 0.002 else float("nan")
+            pairs = ", ".join(f"({a:.3f}, {b:.3f})" for a, b in sorted(zip(loss, m)))
+            rho_text = f"{rho:+.2f}" if np.isfinite(rho) else "—"
+            lines.append(f"| {f} (seed {seed}) | {'×'.join(map(str, hidden))} | {pairs} | {rho_text} | "
+                         f"{m[np.argmin(loss)]:.3f} | {m.max():.3f} |")
     return "\n".join(lines)
 
 
