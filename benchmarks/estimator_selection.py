@@ -25,6 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from estimator_families import FAMILIES, make  # noqa: E402
+from estimator_suite import append_results  # noqa: E402
 
 
 def candidate(family: str, seed: int, restart: int, hidden: tuple, threads: int) -> dict:
@@ -84,15 +85,9 @@ def main() -> None:
     encoders = [tuple(int(w) for w in e.split("-")) for e in args.encoders.split(";")]
     todo = [(f, int(s), r, h) for f in args.families.split(",") for s in args.seeds.split(",")
             for r in range(args.restarts) for h in encoders if (f, int(s), r, h) not in have]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    from joblib import Parallel, delayed
-
-    with out.open("a") as fh:
-        for r in Parallel(n_jobs=args.jobs, return_as="generator")(delayed(candidate)(*t, args.threads) for t in todo):
-            fh.write(json.dumps(r) + "\n")
-            fh.flush()
-            print(f"{r['family']:>12} seed {r['seed']} restart {r['restart']} {r['hidden_units']} "
-                  f"loss {r['validation_loss']:.4f} MCC {r['mcc']:.3f} {r['fit_s']:.0f} s", flush=True)
+    append_results(out, [(candidate, (*t, args.threads)) for t in todo], args.jobs,
+                   lambda r: f"{r['family']:>12} seed {r['seed']} restart {r['restart']} {r['hidden_units']} "
+                             f"loss {r['validation_loss']:.4f} MCC {r['mcc']:.3f} {r['fit_s']:.0f} s")
 
 
 if __name__ == "__main__":

@@ -128,17 +128,24 @@ def main() -> None:
     have = {(r["family"], r["seed"], r["method"]) for r in done}
     todo = [(f, int(s), m) for f in args.families.split(",") for s in args.seeds.split(",") for m in methods
             if (f, int(s), m) not in have]
-    out.parent.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    append_results(out, [(run_one, (f, s, m, args.threads)) for f, s, m in todo], args.jobs,
+                   lambda r: f"{r['family']:>12} seed {r['seed']} {r['method'][:40]:<40} MCC {r['mcc']:.3f} "
+                             f"R² {r['r2']:.3f} ICA-MCC {r['mcc_after_ica']:.3f} {r['fit_s']:.0f} s")
+
+
+def append_results(out: Path, calls: list, jobs: int, describe) -> None:
+    """Run ``calls`` ((function, args) pairs) ``jobs`` at a time on joblib, appending each result to ``out``
+    as a JSON line as soon as it is done (so an interrupted run keeps what finished) and printing
+    ``describe(result)``."""
     from joblib import Parallel, delayed
 
+    out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("a") as fh:
-        for r in Parallel(n_jobs=args.jobs, return_as="generator")(delayed(run_one)(f, s, m, args.threads)
-                                                                   for f, s, m in todo):
+        for r in Parallel(n_jobs=jobs, return_as="generator")(delayed(fn)(*a) for fn, a in calls):
             fh.write(json.dumps(r) + "\n")
             fh.flush()
-            print(f"{r['family']:>12} seed {r['seed']} {r['method'][:40]:<40} MCC {r['mcc']:.3f} "
-                  f"R² {r['r2']:.3f} ICA-MCC {r['mcc_after_ica']:.3f} {r['fit_s']:.0f} s", flush=True)
+            print(describe(r), flush=True)
 
 
 if __name__ == "__main__":
