@@ -546,8 +546,7 @@ class ContrastiveICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                              "sources are recovered from an injective mixing, so there are at most as many "
                              "as features")
         train, val = _split(X, Xp, seqs, self.validation_fraction)
-        n_train = len(train[0]) if train[2] is None else len(train[2])
-        n_val = 0 if val is None else (len(val[0]) if val[2] is None else len(val[2]))
+        n_train, n_val = len(_Pairs(*train)), 0 if val is None else len(_Pairs(*val))  # counts only
         if val is not None and min(n_train, n_val) < 2:
             raise ValueError(f"validation_fraction={self.validation_fraction} leaves {n_train} pairs to train on and "
                              f"{n_val} to validate on; each needs at least 2: give more samples or "
