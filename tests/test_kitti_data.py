@@ -133,7 +133,7 @@ def test_loader_batches_epochs_and_resume(data):
     plain = PairLoader(ds, batch_size=16, augment=False, seed=0)
     for _ in range(len(ds) // 8):
         plain.next_batch()
-        starts.append(plain._perm[plain._pos - 8:plain._pos])
+        starts.append(plain.order.perm[plain.order.pos - 8:plain.order.pos])
     assert len(torch.unique(torch.cat(starts))) == (len(ds) // 8) * 8  # no repeats within an epoch
     with pytest.raises(ClicaError, match="even"):
         PairLoader(ds, batch_size=15)

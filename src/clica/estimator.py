@@ -23,7 +23,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from torch import nn
 
-from .data.sequences import SequencePairs
+from .data.sequences import EpochSampler, SequencePairs
 from .errors import ClicaError
 from .losses import DotInfoNCE, LpInfoNCE
 from .metrics import linear_r2, mcc
@@ -37,7 +37,7 @@ from .runs import (
     load_torch_file,
     resolve_device,
 )
-from .training import train_loop
+from .training import Solver, train_loop
 
 __all__ = ["ContrastiveICA", "CONDITIONALS", "ENCODERS"]
 
@@ -611,26 +611,18 @@ class ContrastiveICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         n = len(train)
         batch = min(self.batch_size, n)
         loss_fn = self._loss()
-        opt = torch.optim.Adam(net.parameters(), lr=self.learning_rate)
-        sched = None if auto else torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=n_steps)
+        solver = Solver(torch.optim.Adam(net.parameters(), lr=self.learning_rate), None if auto else n_steps)
         gen = torch.Generator().manual_seed(seed + 1)
-        order = {"perm": torch.randperm(n, generator=gen), "pos": 0}
+        order = EpochSampler(n, batch, gen)
         out = {"loss_curve": [], "validation_curve": [], "validation_steps": [], "validation_loss": None,
                "best_step": 0, "state": None}
         net.train()
 
         def step(i: int) -> dict:
-            if order["pos"] + batch > n:  # a new epoch over the anchors
-                order["perm"], order["pos"] = torch.randperm(n, generator=gen), 0
-            x1, x2 = train.get(order["perm"][order["pos"]:order["pos"] + batch], gen)
-            order["pos"] += batch
+            x1, x2 = train.get(order.next(), gen)
             h = net(torch.cat([x1, x2]))
             loss = loss_fn(h[:batch], h[batch:]).total
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if sched is not None:
-                sched.step()
+            solver.step(loss)
             value = loss.item()
             out["loss_curve"].append(value)
             return {"loss": value}

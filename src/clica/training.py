@@ -1,10 +1,11 @@
-"""The one training loop shared by every experiment and the Python API.
+"""The one training loop shared by every experiment and the Python API, and the solver its steps use.
 
 An experiment supplies a ``step`` function (one optimisation step, returns
 scalar statistics), an optional ``evaluate`` function and a ``checkpoint``
 function; the loop handles step counting (1-based, as the original scripts),
 resumption from ``start_step``, logging to the run folder, progress,
-periodic checkpoints and stopping cleanly on Ctrl-C or SIGTERM.
+periodic checkpoints and stopping cleanly on Ctrl-C or SIGTERM. A step hands
+its loss to a :class:`Solver`, which owns the optimiser and its schedule.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ import torch
 
 from .errors import ClicaError
 from .progress import Progress
-from .runs import RunDir
+from .runs import RunDir, load_optimizer_state, loading
 
-__all__ = ["is_log_step", "StopRequest", "require_finite", "train_loop"]
+__all__ = ["is_log_step", "Solver", "StopRequest", "require_finite", "train_loop"]
 
 DIVERGED = "the training diverged; try a lower learning rate"
 
@@ -49,6 +50,34 @@ def require_finite(x: torch.Tensor, what: str) -> torch.Tensor:
     if not bool(torch.isfinite(x).all()):
         raise ClicaError(f"{what} hold non-finite values (nan or inf): {DIVERGED}")
     return x
+
+
+class Solver:
+    """An optimiser and its optional cosine learning-rate schedule over ``cosine_steps`` steps: the
+    gradient step of every experiment and of :class:`clica.ContrastiveICA`, and their saved state."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, cosine_steps: int | None = None):
+        self.optimizer = optimizer
+        self.scheduler = (None if cosine_steps is None
+                          else torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cosine_steps))
+
+    def step(self, loss: torch.Tensor) -> None:
+        """One step down the gradient of ``loss``, then one of the schedule."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+
+    def restore(self, path, optimizer: dict, scheduler: dict | None = None) -> None:
+        """Load the saved states of the optimiser and (with a schedule) the schedule, read from ``path``;
+        a state that does not fit is a one-line error naming ``path``."""
+        load_optimizer_state(self.optimizer, optimizer, path)
+        if self.scheduler is not None:
+            with loading(path, "learning-rate schedule"):
+                if scheduler is None or set(scheduler) - set(self.scheduler.state_dict()):
+                    raise ValueError("not a cosine schedule's state")
+                self.scheduler.load_state_dict(scheduler)
 
 
 def is_log_step(step: int, every: int, last: int) -> bool:

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 
 from ..errors import ClicaError
 from ..runs import atomic_write_bytes
-from .sequences import SequencePairs
+from .sequences import EpochSampler, SequencePairs
 
 __all__ = [
     "PICKLE_NAME",
@@ -321,30 +321,17 @@ class PairLoader:
                              f"{self.n_pairs} pairs (--batch-size {batch_size})")
         self.dataset, self.augment, self.device = dataset, augment, device
         self.generator = torch.Generator().manual_seed(int(seed))
-        self._perm: torch.Tensor | None = None
-        self._pos = 0
+        self.order = EpochSampler(len(dataset), self.n_pairs, self.generator)
 
     def state_dict(self) -> dict:
-        return {"generator": self.generator.get_state(), "perm": self._perm, "pos": self._pos}
+        return {"generator": self.generator.get_state(), **self.order.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
-        perm, pos = state["perm"], int(state["pos"])
-        if perm is not None:
-            n = len(self.dataset)
-            if not (torch.is_tensor(perm) and perm.dtype == torch.int64 and perm.dim() == 1 and len(perm) == n
-                    and torch.equal(perm.sort().values, torch.arange(n, device=perm.device))):
-                raise ValueError(f"its permutation is not one of the {n} pair starts of this data")
-            if not 0 <= pos <= n:
-                raise ValueError(f"position {pos} outside the permutation")
+        self.order.load_state_dict(state)
         self.generator.set_state(state["generator"])
-        self._perm, self._pos = perm, pos
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        if self._perm is None or self._pos + self.n_pairs > len(self._perm):
-            self._perm = torch.randperm(len(self.dataset), generator=self.generator)
-            self._pos = 0
-        idx = self._perm[self._pos:self._pos + self.n_pairs]
-        self._pos += self.n_pairs
+        idx = self.order.next()
         # one gather of the interleaved frames: no copy to interleave them afterwards
         both = torch.stack(self.dataset.pair_indices(idx, self.generator), dim=1).flatten()
         x, z = self.dataset.images(both, self.device), self.dataset.latents[both]

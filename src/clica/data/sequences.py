@@ -5,7 +5,8 @@ sequence 1's, ...). A pair is (frame t, frame t + k) of one sequence with k
 uniform in 1..max_delta_t, clipped at that sequence's last frame; every frame
 except the last of its sequence can start a pair (a sequence of one frame
 starts none). Used by :class:`clica.data.kitti_masks.KittiMasks` and
-:class:`clica.ContrastiveICA`.
+:class:`clica.ContrastiveICA`, which also share :class:`EpochSampler`, the order
+the pairs are drawn in.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-__all__ = ["SequencePairs"]
+__all__ = ["EpochSampler", "SequencePairs"]
 
 
 class SequencePairs:
@@ -56,3 +57,39 @@ class SequencePairs:
         k = torch.randint(1, self.max_delta_t + 1, (len(idx),), generator=generator)
         second = torch.minimum(first + k, self.seq_last[idx])
         return first, second
+
+
+class EpochSampler:
+    """Batches of ``batch`` indices of 0 … n-1, each epoch in a fresh random order from ``generator``
+    (drawn when the first batch is asked for); the last incomplete batch of an epoch is dropped.
+
+    ``state_dict()`` (the epoch's permutation and position; the generator is the caller's to save)
+    resumes the order exactly.
+    """
+
+    def __init__(self, n: int, batch: int, generator: torch.Generator):
+        self.n, self.batch, self.generator = n, batch, generator
+        self.perm: torch.Tensor | None = None
+        self.pos = 0
+
+    def next(self) -> torch.Tensor:
+        if self.perm is None or self.pos + self.batch > len(self.perm):
+            self.perm, self.pos = torch.randperm(self.n, generator=self.generator), 0
+        idx = self.perm[self.pos:self.pos + self.batch]
+        self.pos += self.batch
+        return idx
+
+    def state_dict(self) -> dict:
+        return {"perm": self.perm, "pos": self.pos}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a saved state; a ValueError when it is not an order of these ``n`` pair starts."""
+        perm, pos = state["perm"], int(state["pos"])
+        if perm is not None:
+            n = self.n
+            if not (torch.is_tensor(perm) and perm.dtype == torch.int64 and perm.dim() == 1 and len(perm) == n
+                    and torch.equal(perm.sort().values, torch.arange(n, device=perm.device))):
+                raise ValueError(f"its permutation is not one of the {n} pair starts of this data")
+            if not 0 <= pos <= n:
+                raise ValueError(f"position {pos} outside the permutation")
+        self.perm, self.pos = perm, pos
