@@ -25,11 +25,11 @@ from ..errors import ClicaError
 from ..losses import DotInfoNCE, LpInfoNCE, mse_loss
 from ..models import mlp_encoder
 from ..resources import require_memory
-from ..runs import RunDir, check_seed, load_module_state, load_optimizer_state, loading, resolve_device, seed_everything
+from ..runs import RunDir, check_seed, load_module_state, loading, resolve_device, seed_everything
 from ..spaces import Box, Real, Sphere
-from ..training import require_finite
+from ..training import Solver, require_finite
 from .flags import Explicit, apply_preset, resume_hint
-from .skeleton import Session
+from .skeleton import Experiment, Session
 
 DESCRIPTION = (
     "Disentanglement with InfoNCE/Contrastive Learning - MLP Mixing. Trains a supervised "
@@ -59,7 +59,7 @@ EVAL_SIZE = 4096
 # random matrices whose best condition number is the mixing's threshold (the original's n_iter_cond_thresh)
 MIXING_POOL = 25000
 
-# what checkpoint.pt holds (see MLPExperiment.train_phase's checkpoint())
+# what checkpoint.pt holds (see MLPExperiment.checkpoint_state)
 CHECKPOINT_FIELDS = {
     "phase": str, "phase_index": int, "step": int, "encoder": dict, "optimizer": dict,
     "scheduler": (dict, type(None)), "data_rng": torch.Tensor, "mixing": dict,
@@ -257,8 +257,8 @@ def scores(z: torch.Tensor, hz: torch.Tensor) -> dict:
     return {"linear_r2": metrics.linear_r2(z, hz), "mcc": metrics.mcc(z, hz).score}
 
 
-class MLPExperiment:
-    """One run: the latent space, the mixing, and the encoders of each phase, trained in ``session``."""
+class MixedLatents:
+    """What every phase of a run shares: the latent space, the mixing g and the evaluation latents."""
 
     def __init__(self, cfg: MLPConfig, session: Session):
         self.cfg, self.session = cfg, session
@@ -280,74 +280,6 @@ class MLPExperiment:
     def identity_scores(self) -> dict:
         return scores(self.z_eval, self.x_eval)
 
-    def train_phase(self, phase: str, index: int, n_steps: int, state: dict | None) -> tuple[torch.nn.Module, float]:
-        """Train the encoder of one phase (from ``state`` when resuming); return it and its training time."""
-        cfg, session = self.cfg, self.session
-        f = build_encoder(cfg, index, self.device)
-        opt = torch.optim.Adam(f.parameters(), lr=cfg.lr)
-        sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=n_steps)
-                 if cfg.lr_schedule == "cosine" else None)
-        start, window = 0, {}
-        path = session.run.file("checkpoint.pt")
-        if state is not None:  # fields checked by _check_checkpoint
-            load_module_state(f, state["encoder"], path, f"the {phase} encoder")
-            load_optimizer_state(opt, state["optimizer"], path)
-            if sched is not None:
-                with loading(path, "learning-rate schedule"):
-                    saved = state["scheduler"]
-                    if saved is None or set(saved) - set(sched.state_dict()):
-                        raise ValueError("not a cosine schedule's state")
-                    sched.load_state_dict(saved)
-            start, window = state["step"], state["window"]
-        data_gen = torch.Generator(self.device).manual_seed(
-            session.stream_seed(cfg.seed * 7919 + 100 + index, start))
-        if state is not None and not session.world.distributed:
-            with loading(path, "random generator state"):
-                data_gen.set_state(state["data_rng"])
-        loss_fn = cfg.loss()
-        supervised = phase == "supervised"
-        g, latent, bs = self.g, self.latent, session.local_batch(cfg.batch_size)
-        model = session.wrap(f)
-
-        def step(i: int) -> dict:
-            z, zt = latent.sample_pair(bs, data_gen, self.device)
-            with torch.no_grad():
-                x = g(torch.cat([z, zt]))
-            opt.zero_grad(set_to_none=True)
-            if supervised:
-                loss = mse_loss(model(x[:bs]), z)
-                value = session.mean(loss.item())
-            else:
-                h = model(x)
-                loss = session.contrastive(loss_fn, h[:bs], h[bs:]).total
-                value = loss.item()  # the global batch's loss: the same on every rank
-            loss.backward()
-            opt.step()
-            if sched is not None:
-                sched.step()
-            return {"loss": value}
-
-        def evaluate(i: int) -> dict:
-            f.eval()
-            out = scores(self.z_eval, self.encode(f, self.x_eval))
-            f.train()
-            return out
-
-        def checkpoint(i: int, force: bool = False) -> None:  # saves at every call
-            session.save({
-                "phase": phase, "phase_index": index, "step": i, "encoder": f.state_dict(),
-                "optimizer": opt.state_dict(), "scheduler": sched.state_dict() if sched else None,
-                "data_rng": data_gen.get_state(), "mixing": self.g.state_dict(), "window": window,
-            }, path)
-            if i == n_steps:
-                session.save({"encoder": f.state_dict(), "train_time_s": window["elapsed_s"]},
-                             session.run.file(f"{phase}_f.pt"))
-
-        session.train(step, n_steps=n_steps, start_step=start, log_every=cfg.n_log_steps, evaluate=evaluate,
-                      checkpoint=checkpoint, checkpoint_every=cfg.checkpoint_every, desc=phase, phase=phase,
-                      window=window)
-        return f, window.get("elapsed_s", 0.0)
-
     @torch.no_grad()
     def final_scores(self, f) -> dict:
         """Linear and permutation scores over ``num_eval_batches`` fresh batches: mean and std."""
@@ -362,14 +294,85 @@ class MLPExperiment:
                 "perm_mean": float(np.mean(perm)), "perm_std": float(np.std(perm))}
 
 
+class MLPExperiment(Experiment):
+    """The training of one phase's encoder (supervised or unsupervised) on ``mixed``'s observations."""
+
+    def __init__(self, mixed: MixedLatents, phase: str, index: int, n_steps: int):
+        super().__init__(mixed.session)
+        self.mixed, self.cfg, self.device = mixed, mixed.cfg, mixed.device
+        self.phase, self.index, self.n_steps = phase, index, n_steps
+        self.path = self.session.run.file("checkpoint.pt")
+
+    def build(self) -> None:
+        cfg = self.cfg
+        self.f = build_encoder(cfg, self.index, self.device)
+        self.solver = Solver(torch.optim.Adam(self.f.parameters(), lr=cfg.lr),
+                             self.n_steps if cfg.lr_schedule == "cosine" else None)
+        self.loss_fn = cfg.loss()
+
+    def restore(self, state: dict) -> None:  # fields checked by _check_checkpoint
+        load_module_state(self.f, state["encoder"], self.path, f"the {self.phase} encoder")
+        self.solver.restore(self.path, state["optimizer"], state["scheduler"])
+        self.start, self.window = state["step"], state["window"]
+
+    def prepare(self, state: dict | None) -> None:
+        session = self.session
+        self.data_gen = torch.Generator(self.device).manual_seed(
+            session.stream_seed(self.cfg.seed * 7919 + 100 + self.index, self.start))
+        if state is not None and not session.world.distributed:
+            with loading(self.path, "random generator state"):
+                self.data_gen.set_state(state["data_rng"])
+        self.batch = session.local_batch(self.cfg.batch_size)
+        self.model = session.wrap(self.f)
+
+    def step(self, i: int) -> dict:
+        session, bs = self.session, self.batch
+        z, zt = self.mixed.latent.sample_pair(bs, self.data_gen, self.device)
+        with torch.no_grad():
+            x = self.mixed.g(torch.cat([z, zt]))
+        if self.phase == "supervised":
+            loss = mse_loss(self.model(x[:bs]), z)
+            value = session.mean(loss.item())
+        else:
+            h = self.model(x)
+            loss = session.contrastive(self.loss_fn, h[:bs], h[bs:]).total
+            value = loss.item()  # the global batch's loss: the same on every rank
+        self.solver.step(loss)
+        return {"loss": value}
+
+    def evaluate(self, i: int) -> dict:
+        self.f.eval()
+        out = scores(self.mixed.z_eval, self.mixed.encode(self.f, self.mixed.x_eval))
+        self.f.train()
+        return out
+
+    def checkpoint_state(self, i: int) -> dict:
+        sched = self.solver.scheduler
+        return {"phase": self.phase, "phase_index": self.index, "step": i, "encoder": self.f.state_dict(),
+                "optimizer": self.solver.optimizer.state_dict(), "scheduler": sched.state_dict() if sched else None,
+                "data_rng": self.data_gen.get_state(), "mixing": self.mixed.g.state_dict(), "window": self.window}
+
+    def checkpoint(self, i: int, force: bool = False) -> None:  # saves at every call
+        self.session.save(self.checkpoint_state(i), self.path)
+        if i == self.n_steps:
+            self.session.save({"encoder": self.f.state_dict(), "train_time_s": self.window["elapsed_s"]},
+                              self.session.run.file(f"{self.phase}_f.pt"))
+
+
 def default_save_dir(cfg: MLPConfig, session: Session) -> str:
     """``runs/mlp-TIME-seedS``, drawing the seed if there is none (the same on every rank)."""
     cfg.seed = session.seed(cfg.seed)
     return session.default_folder(f"mlp-{{time}}-seed{cfg.seed}")
 
 
-# settings a resumed run may change: its length (see _check_new_length), where it runs, how it was asked for
-_MAY_CHANGE_ON_RESUME = ("n_steps", "device", "extra", "seed")
+# settings that define a run: a run folder is only resumed with the same ones (a resumed run may change
+# its length, see _check_new_length, where it runs, and how it was asked for)
+RUN_DEFINING = (
+    "n", "space_type", "box_min", "box_max", "sphere_r", "m_p", "m_param", "c_p", "c_param", "rej_mult", "act_fct",
+    "n_mixing_layer", "p", "tau", "self_weight", "sphere_norm", "box_norm", "lr", "lr_schedule", "batch_size",
+    "more_unsupervised", "only_supervised", "only_unsupervised", "n_log_steps", "num_eval_batches", "hidden_scale",
+    "encoder_norm", "checkpoint_every",
+)
 
 
 def run_mlp(cfg: MLPConfig, save_dir: str | Path | None = None, resume: bool = False, echo=print) -> dict:
@@ -398,8 +401,7 @@ def _run(cfg: MLPConfig, session: Session, resume: bool) -> dict:
     if resume:
         saved_cfg = {k: v for k, v in saved.items() if k in MLPConfig.__dataclass_fields__}
         cfg.seed = run.saved_seed(saved)
-        session.require_same(saved_cfg, dataclasses.asdict(cfg),
-                             [k for k in saved_cfg if k not in _MAY_CHANGE_ON_RESUME], "cannot resume it with them")
+        session.require_same(saved_cfg, dataclasses.asdict(cfg), RUN_DEFINING, "cannot resume it with them")
         _check_new_length(cfg, saved_cfg.get("n_steps"), echo)
         state = session.load(run.file("checkpoint.pt"), CHECKPOINT_FIELDS, {"window.elapsed_s": (int, float)},
                              what="an MLP checkpoint")
@@ -419,14 +421,14 @@ def _run(cfg: MLPConfig, session: Session, resume: bool) -> dict:
         echo(f"note: the final scores use batches of {cfg.eval_batch_size()} latents, not --batch-size "
              f"{cfg.batch_size}: fewer samples than {MIN_EVAL_PER_LATENT} per latent make a fit look perfect")
 
-    exp = MLPExperiment(cfg, session)
-    if state is not None and not _same_tensors(exp.g.state_dict(), state["mixing"]):
+    mixed = MixedLatents(cfg, session)
+    if state is not None and not _same_tensors(mixed.g.state_dict(), state["mixing"]):
         raise ClicaError(f"cannot resume {run.path}: the saved mixing differs from the one its seed gives")
     if state is not None and session.world.distributed:
         echo("note: under torchrun a resumed run draws fresh latents on each process, from a stream given by "
              "the seed and the step it resumes at")
     if session.is_main:
-        ident = exp.identity_scores()
+        ident = mixed.identity_scores()
         echo(f"the observations g(z) themselves (the original's 'Id. Lin./Perm. Disentanglement'): linear R² "
              f"{ident['linear_r2']:.4f}, MCC {ident['mcc']:.4f}; a trained encoder should score well above them")
     else:
@@ -453,15 +455,21 @@ def _run(cfg: MLPConfig, session: Session, resume: bool) -> dict:
                     raise ClicaError(f"cannot resume {run.path}: {path} of the finished {phase} phase is missing")
                 load_module_state(f, done_state["encoder"], path, f"the {phase} encoder")
                 train_time += float(done_state.get("train_time_s", 0.0))
-                summary["phases"][phase] = _phase_summary(exp, f, phase)
+                summary["phases"][phase] = _phase_summary(mixed, f, phase)
                 continue
             if index == saved_index:
                 phase_state = state
         resumed = f", resuming from step {phase_state['step']}" if phase_state else ""
         echo(f"{phase} training: {n_steps} steps{resumed}")
-        f, seconds = exp.train_phase(phase, index, n_steps, phase_state)
-        train_time += seconds
-        summary["phases"][phase] = _phase_summary(exp, f, phase)
+        experiment = MLPExperiment(mixed, phase, index, n_steps)
+        experiment.build()
+        if phase_state is not None:
+            experiment.restore(phase_state)
+        experiment.prepare(phase_state)
+        experiment.train(n_steps=n_steps, log_every=cfg.n_log_steps, checkpoint_every=cfg.checkpoint_every,
+                         desc=phase, phase=phase)
+        train_time += experiment.window.get("elapsed_s", 0.0)
+        summary["phases"][phase] = _phase_summary(mixed, experiment.f, phase)
     summary["train_time_s"] = round(train_time, 2)  # all sessions of a resumed run
     last = phases[-1][0]
     session.finish(summary)
@@ -532,16 +540,16 @@ def _same_tensors(own: dict, saved: dict) -> bool:
         for k in own)
 
 
-def _phase_summary(exp: MLPExperiment, f, phase: str) -> dict | None:
+def _phase_summary(mixed: MixedLatents, f, phase: str) -> dict | None:
     """The phase's final scores and figure (rank 0; evaluation runs once)."""
-    session = exp.session
+    session = mixed.session
     if not session.is_main:
         return None
     f.eval()
-    result = exp.final_scores(f)
-    plots.true_vs_predicted(exp.z_eval, exp.encode(f, exp.x_eval), session.run.file(f"latents_{phase}.png"),
+    result = mixed.final_scores(f)
+    plots.true_vs_predicted(mixed.z_eval, mixed.encode(f, mixed.x_eval), session.run.file(f"latents_{phase}.png"),
                             title=f"{phase}: true vs recovered latents")
-    if phase == "supervised" and not exp.cfg.only_supervised:  # the last phase's scores end the run
+    if phase == "supervised" and not mixed.cfg.only_supervised:  # the last phase's scores end the run
         session.echo(f"{phase}: linear R² {result['linear_mean']:.4f} (std {result['linear_std']:.4f}), "
                      f"MCC {result['perm_mean']:.4f} (std {result['perm_std']:.4f})")
     return result

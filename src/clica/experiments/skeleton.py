@@ -1,7 +1,8 @@
 """The one skeleton every experiment runs in (``clica mlp``, ``kitti`` and ``3dident``).
 
-An experiment validates its config and builds its data, model and loss; it
-supplies ``step``, ``evaluate`` and ``checkpoint`` functions. :class:`Session`
+An experiment validates its config, then fills in the template :class:`Experiment`:
+it builds its model, loss and solver, restores them from a checkpoint, opens its
+data stream and supplies ``step``, ``evaluate`` and ``checkpoint``. :class:`Session`
 does what all of them need, once:
 
 - **processes**: one, or one rank of a ``torchrun`` run: the process group from
@@ -34,7 +35,7 @@ from ..errors import ClicaError
 from ..runs import FolderLock, RunDir, check_fields, check_run_folder, first_missing, load_torch_file, resolve_seed
 from ..training import flush_denormals, train_loop
 
-__all__ = ["Session"]
+__all__ = ["Experiment", "Session"]
 
 
 def _comparable(value):
@@ -215,3 +216,53 @@ class Session:
         if summary is not None:
             self.run.write_summary(summary)
         return summary
+
+
+class Experiment:
+    """The template of one training run in a :class:`Session` (``clica mlp``'s phases, ``kitti``, ``3dident``).
+
+    A subclass fills in, called in this order:
+
+    - ``build()``: the model, the loss and the :class:`~clica.training.Solver` (parameters are
+      created here, so the order of random draws is fixed);
+    - ``restore(state)`` (resuming only): a checkpoint's model and solver states; sets ``start``, the
+      step training resumed after, and ``window``, the training loop's log window;
+    - ``prepare(state)``: what training needs beyond them: the data stream, resumed after ``start``
+      (from ``state``, the checkpoint, when there is one), and the model as it trains (``session.wrap``);
+    - ``step(i)``: one training step, returning its statistics; ``evaluate(i)``: the scores logged
+      at log steps (default: none);
+    - ``checkpoint_state(i)``: what a checkpoint after step i holds; ``checkpoint(i, force=False)``:
+      when and where it is saved (see :func:`~clica.training.train_loop`).
+
+    :meth:`train` runs them in :meth:`Session.train`.
+    """
+
+    def __init__(self, session: Session):
+        self.session = session
+        self.start, self.window = 0, {}
+
+    def build(self) -> None:
+        raise NotImplementedError
+
+    def restore(self, state: dict) -> None:
+        raise NotImplementedError
+
+    def prepare(self, state: dict | None) -> None:
+        raise NotImplementedError
+
+    def step(self, i: int) -> dict:
+        raise NotImplementedError
+
+    def evaluate(self, i: int) -> dict:
+        return {}
+
+    def checkpoint_state(self, i: int) -> dict:
+        raise NotImplementedError
+
+    def checkpoint(self, i: int, force: bool = False) -> None:
+        raise NotImplementedError
+
+    def train(self, **loop) -> list[dict]:
+        """Steps ``start`` + 1 … ``loop["n_steps"]`` in :meth:`Session.train` (``loop``: its other options)."""
+        return self.session.train(self.step, evaluate=self.evaluate, checkpoint=self.checkpoint,
+                                  start_step=self.start, window=self.window, **loop)
