@@ -23,6 +23,7 @@ import argparse
 import math
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,15 +47,14 @@ from ..runs import (
     atomic_write_json,
     check_fields,
     load_module_state,
-    load_optimizer_state,
     loading,
     resolve_device,
     seed_everything,
 )
 from ..slowvae import SlowVAELoss
-from ..training import require_finite
+from ..training import Solver, require_finite
 from .flags import config_class
-from .skeleton import Session
+from .skeleton import Experiment, Session
 
 DESCRIPTION = (
     "Disentanglement with InfoNCE/Contrastive Learning - KITTI Masks. Trains a conv encoder on "
@@ -80,15 +80,15 @@ FACTOR_DATASET_FLAGS = {
     "rate_data": "--rate-data",
     "data_k": "--data-k",
 }
-# settings that must match to resume a run folder (others, e.g. --max-iter, may change)
 # what a checkpoint holds: ours, and the original's (model and optimiser states only)
 CHECKPOINT_FIELDS = {"model_states": dict, "model_states.net": dict}
 CHECKPOINT_OPTIONAL = {"iter": int, "optim_states": dict, "optim_states.optim": dict, "loader": dict,
                        "loader.generator": torch.Tensor, "loader.perm": (torch.Tensor, type(None)),
                        "loader.pos": int, "window": dict, "window.sums": dict, "window.count": int}
-RESUME_KEYS = ("model", "box_norm", "p", "beta", "gamma", "rate_prior", "betavae", "batch_size",
-               "z_dim", "lr", "beta1", "beta2", "kitti_max_delta_t", "augment", "seed", "dataset",
-               "data_distribution", "rate_data", "data_k", "natural_discrete")
+# settings that define a run: a run folder is only resumed with the same ones (others, e.g. --max-iter, may change)
+RUN_DEFINING = ("model", "box_norm", "p", "beta", "gamma", "rate_prior", "betavae", "batch_size",
+                "z_dim", "lr", "beta1", "beta2", "kitti_max_delta_t", "augment", "seed", "dataset",
+                "data_distribution", "rate_data", "data_k", "natural_discrete")
 
 
 class _Given(argparse.Action):
@@ -358,8 +358,19 @@ def encode_images(net: nn.Module, x: torch.Tensor, device, batch: int = 500) -> 
     return torch.cat(out).numpy()
 
 
-def evaluate_mcc(net: nn.Module, dataset: Dataset, device, n_samples: int = 10_000,
-                 method: str = "spearman", seed: int = 0) -> dict:
+@dataclass
+class FrameScores:
+    """An MCC evaluation: ``scores`` (what ``mcc.json`` holds), the frames' true factors ``z``, their
+    representation ``hz`` and the output dimension matched to each factor (``assignment``)."""
+
+    scores: dict
+    z: np.ndarray
+    hz: np.ndarray
+    assignment: np.ndarray
+
+
+def score_frames(net: nn.Module, dataset: Dataset, device, n_samples: int = 10_000,
+                 method: str = "spearman", seed: int = 0) -> FrameScores:
     """MCC as the original's evaluation: ``n_samples`` frames (no augmentation), the k true factors
     (``dataset.latents``) padded with standard-normal noise rows to the representation's width,
     Hungarian matching on |correlation|, mean |correlation| of the k matched factors."""
@@ -372,14 +383,20 @@ def evaluate_mcc(net: nn.Module, dataset: Dataset, device, n_samples: int = 10_0
     padded = np.concatenate([z, noise], axis=1)
     result = mcc(padded, hz, method=method)
     k = z.shape[1]
-    return {
+    scores = {
         "mcc": float(result.per_factor[:k].mean()),
         "per_factor": {name: float(v) for name, v in zip(dataset.factor_names, result.per_factor[:k])},
         "assignment": {name: int(j) for name, j in zip(dataset.factor_names, result.assignment[:k])},
         "correlation": method,
         "n_samples": int(n_samples),
-        "_z": z, "_hz": hz, "_assign": result.assignment[:k],
     }
+    return FrameScores(scores, z, hz, result.assignment[:k])
+
+
+def evaluate_mcc(net: nn.Module, dataset: Dataset, device, n_samples: int = 10_000,
+                 method: str = "spearman", seed: int = 0) -> dict:
+    """The scores of :func:`score_frames`."""
+    return score_frames(net, dataset, device, n_samples, method, seed).scores
 
 
 # --------------------------------------------------------------------------- folders
@@ -461,110 +478,135 @@ def run_one(args, seed: int, dataset: Dataset, data_path: Path, session: Session
         return _run_one(args, seed, dataset, data_path, session)
 
 
-def _run_one(args, seed: int, dataset: Dataset, data_path: Path, session: Session) -> dict:
-    run, device = session.run, session.device
-    exp = experiment_dir(args)
-    ckpts = RunDir(Path(args.ckpt_dir) / exp / str(seed))
-    log_dir = Path(args.log_dir) / exp / str(seed) if args.use_writer else None
-    max_iter = int(args.max_iter)
-    config = _config(args, seed, data_path, dataset, device)
+class KittiExperiment(Experiment):
+    """One seed's training of the contrastive encoder (or the SlowVAE) on ``dataset``."""
 
-    seed_everything(seed)
-    net = to_device(build_model(args, dataset.channels), device)
-    optim = torch.optim.Adam(net.parameters(), lr=args.lr, betas=(args.beta1, args.beta2))
+    def __init__(self, args, seed: int, dataset: Dataset, data_path: Path, session: Session):
+        super().__init__(session)
+        self.args, self.seed, self.dataset = args, seed, dataset
+        folder = experiment_dir(args)
+        self.ckpts = RunDir(Path(args.ckpt_dir) / folder / str(seed))
+        self.ckpt_path = self.ckpts.file(args.ckpt_name)
+        self.log_dir = Path(args.log_dir) / folder / str(seed) if args.use_writer else None
+        self.max_iter = int(args.max_iter)
+        self.config = _config(args, seed, data_path, dataset, session.device)
 
-    ckpt_path = ckpts.file(args.ckpt_name)
-    state = session.load(ckpt_path, CHECKPOINT_FIELDS, CHECKPOINT_OPTIONAL, what="a KITTI checkpoint")
-    start = 0
-    if state is not None:
-        load_module_state(net, _state_dict_for(net, state["model_states"]["net"]), ckpt_path,
-                          f"--model {args.model} (--z-dim {args.z_dim}, --box-norm {args.box_norm})")
-        start = state.get("iter", 0)
-        if start < 0:
-            raise ClicaError(f"{ckpt_path} is not a KITTI checkpoint: iteration {start}")
-    if state is not None and not args.evaluate:
-        session.require_not_past(start, max_iter, "--max-iter")
-    if args.evaluate:
-        if state is None:
-            raise ClicaError(f"--evaluate: no checkpoint {ckpt_path}; train first or "
-                             f"pass the --ckpt-name / --experiment-dir / --seed of a trained run")
-        return _evaluate_and_save(args, net, dataset, session, start, config, log_dir=log_dir)
-
-    images = session.local_batch(args.batch_size)
-    if images % 2:
-        raise ClicaError(f"--batch-size {args.batch_size} gives each of the {session.world.size} processes "
-                         f"{images} images, not whole pairs; use a multiple of {2 * session.world.size}")
-    loader = PairLoader(dataset, images, augment=args.augment, seed=session.stream_seed(seed, start), device=device)
-    if state is not None and start > 0:
-        session.require_same(session.saved_config() or {}, config, RESUME_KEYS,
-                             "use another --output-dir/--ckpt-dir/--experiment-dir or delete it")
-        if "optim_states" in state:
-            load_optimizer_state(optim, state["optim_states"]["optim"], ckpt_path)
-        if "loader" in state and not session.world.distributed:
-            check_fields(state, ckpt_path, {"loader.generator": torch.Tensor, "loader.pos": int},
-                         what="a KITTI checkpoint")
-            with loading(ckpt_path, "data-loader state"):
-                loader.load_state_dict(state["loader"])
-        session.echo(f"resuming {run.path} from checkpoint '{args.ckpt_name}' at iteration {start}")
-        if session.world.distributed:
-            session.echo("note: under torchrun a resumed run draws fresh pairs on each process, from a stream "
-                         "given by the seed and the iteration it resumes at")
-    session.truncate_metrics(start if state is not None else 0)
-    window = state.get("window", {}) if state is not None and start > 0 else {}
-    session.write_config(config)
-
-    if args.model == "slowvae":
-        loss_fn = SlowVAELoss(args.beta, 0.0 if args.betavae else args.gamma, args.rate_prior)
-    else:
-        loss_fn = LpInfoNCE(p=args.p, tau=1.0, simclr_compatibility_mode=True)
-
-    source = Prefetcher(loader, args.num_workers) if args.num_workers > 0 else loader
-    writer = _Writer(log_dir if session.is_main else None, args)
-    model = session.wrap(net)
-    net.train()
-
-    def step(i: int) -> dict:
-        x, _ = source.next_batch()
+    def build(self) -> None:
+        args = self.args
+        seed_everything(self.seed)
+        self.net = to_device(build_model(args, self.dataset.channels), self.session.device)
+        self.solver = Solver(torch.optim.Adam(self.net.parameters(), lr=args.lr, betas=(args.beta1, args.beta2)))
         if args.model == "slowvae":
-            x_logits, mu, logvar = model(x)
-            out = loss_fn(x, x_logits, mu, logvar)
+            self.loss_fn = SlowVAELoss(args.beta, 0.0 if args.betavae else args.gamma, args.rate_prior)
         else:
-            h = model(x)
-            out = session.contrastive(loss_fn, h[0::2], h[1::2])
-        optim.zero_grad(set_to_none=True)
-        out.total.backward()
-        optim.step()
+            self.loss_fn = LpInfoNCE(p=args.p, tau=1.0, simclr_compatibility_mode=True)
+
+    def restore(self, state: dict) -> None:
+        """The model, and for a checkpoint of ours past iteration 0 the optimiser and the log window."""
+        args, path = self.args, self.ckpt_path
+        load_module_state(self.net, _state_dict_for(self.net, state["model_states"]["net"]), path,
+                          f"--model {args.model} (--z-dim {args.z_dim}, --box-norm {args.box_norm})")
+        self.start = state.get("iter", 0)
+        if self.start < 0:
+            raise ClicaError(f"{path} is not a KITTI checkpoint: iteration {self.start}")
+        if self.start > 0:
+            if "optim_states" in state:
+                self.solver.restore(path, state["optim_states"]["optim"])
+            self.window = state.get("window", {})
+
+    def prepare(self, state: dict | None) -> None:
+        session, args = self.session, self.args
+        images = session.local_batch(args.batch_size)
+        if images % 2:
+            raise ClicaError(f"--batch-size {args.batch_size} gives each of the {session.world.size} processes "
+                             f"{images} images, not whole pairs; use a multiple of {2 * session.world.size}")
+        self.loader = PairLoader(self.dataset, images, augment=args.augment,
+                                 seed=session.stream_seed(self.seed, self.start), device=session.device)
+        if state is not None and self.start > 0 and "loader" in state and not session.world.distributed:
+            check_fields(state, self.ckpt_path, {"loader.generator": torch.Tensor, "loader.pos": int},
+                         what="a KITTI checkpoint")
+            with loading(self.ckpt_path, "data-loader state"):
+                self.loader.load_state_dict(state["loader"])
+        self.source = Prefetcher(self.loader, args.num_workers) if args.num_workers > 0 else self.loader
+        self.model = session.wrap(self.net)
+        self.net.train()
+
+    def step(self, i: int) -> dict:
+        x, _ = self.source.next_batch()
+        if self.args.model == "slowvae":
+            x_logits, mu, logvar = self.model(x)
+            out = self.loss_fn(x, x_logits, mu, logvar)
+        else:
+            h = self.model(x)
+            out = self.session.contrastive(self.loss_fn, h[0::2], h[1::2])
+        self.solver.step(out.total)
         stats = {"loss": out.total.detach(), **{k: v.detach() for k, v in out.parts.items()}}
-        if args.model == "slowvae":  # a loss of this process's batch: the mean over processes is logged
-            stats = {k: session.mean(float(v)) for k, v in stats.items()}
+        if self.args.model == "slowvae":  # a loss of this process's batch: the mean over processes is logged
+            stats = {k: self.session.mean(float(v)) for k, v in stats.items()}
         return stats
 
-    def evaluate(i: int) -> dict:
+    def evaluate(self, i: int) -> dict:
+        args = self.args
         if not args.log_mcc:
             return {}
-        return {"mcc": evaluate_mcc(net, dataset, device, args.log_mcc, args.correlation, seed=1)["mcc"]}
+        return {"mcc": evaluate_mcc(self.net, self.dataset, self.session.device, args.log_mcc, args.correlation,
+                                    seed=1)["mcc"]}
 
-    def checkpoint(i: int, force: bool = False) -> None:
-        s = {"iter": i, "model_states": {"net": net.state_dict()},
-             "optim_states": {"optim": optim.state_dict()}, "loader": source.state_dict(),
-             "config": config, "window": window}
-        if force or i % args.save_step == 0 or i == max_iter:
-            session.save(s, ckpts.file("last"))
+    def checkpoint_state(self, i: int) -> dict:
+        return {"iter": i, "model_states": {"net": self.net.state_dict()},
+                "optim_states": {"optim": self.solver.optimizer.state_dict()}, "loader": self.source.state_dict(),
+                "config": self.config, "window": self.window}
+
+    def checkpoint(self, i: int, force: bool = False) -> None:
+        """"last" every ``--save-step`` iterations, at the end and when stopped; "<i>" every 50,000."""
+        state = self.checkpoint_state(i)
+        if force or i % self.args.save_step == 0 or i == self.max_iter:
+            self.session.save(state, self.ckpts.file("last"))
         if i % NUMBERED_CHECKPOINT_EVERY == 0:
-            session.save(s, ckpts.file(str(i)))
+            self.session.save(state, self.ckpts.file(str(i)))
 
-    t0 = time.monotonic()
+    def close(self) -> None:
+        """Stop the prefetching thread, if any."""
+        if self.source is not self.loader:
+            self.source.close()
+
+
+def _run_one(args, seed: int, dataset: Dataset, data_path: Path, session: Session) -> dict:
+    experiment = KittiExperiment(args, seed, dataset, data_path, session)
+    experiment.build()
+    state = session.load(experiment.ckpt_path, CHECKPOINT_FIELDS, CHECKPOINT_OPTIONAL, what="a KITTI checkpoint")
+    if state is not None:
+        experiment.restore(state)
+    start, max_iter, config = experiment.start, experiment.max_iter, experiment.config
+    if args.evaluate:
+        if state is None:
+            raise ClicaError(f"--evaluate: no checkpoint {experiment.ckpt_path}; train first or "
+                             f"pass the --ckpt-name / --experiment-dir / --seed of a trained run")
+        return _evaluate_and_save(args, experiment.net, dataset, session, start, config, log_dir=experiment.log_dir)
+    if state is not None:
+        session.require_not_past(start, max_iter, "--max-iter")
+    if state is not None and start > 0:
+        session.require_same(session.saved_config() or {}, config, RUN_DEFINING,
+                             "use another --output-dir/--ckpt-dir/--experiment-dir or delete it")
+    experiment.prepare(state)
     try:
+        if state is not None and start > 0:
+            session.echo(f"resuming {session.run.path} from checkpoint '{args.ckpt_name}' at iteration {start}")
+            if session.world.distributed:
+                session.echo("note: under torchrun a resumed run draws fresh pairs on each process, from a stream "
+                             "given by the seed and the iteration it resumes at")
+        session.truncate_metrics(start if state is not None else 0)
+        session.write_config(config)
+        writer = _Writer(experiment.log_dir if session.is_main else None, args)
+        t0 = time.monotonic()
         # checkpoint() is called every step that is a multiple of the smaller period and decides itself
         every = math.gcd(args.save_step, NUMBERED_CHECKPOINT_EVERY)
-        session.train(step, n_steps=max_iter, start_step=min(start, max_iter), log_every=args.log_step,
-                      evaluate=evaluate, checkpoint=checkpoint, checkpoint_every=every,
-                      log_to=_LiveRun(run.path, writer), desc=f"kitti {args.model} seed {seed}", window=window)
+        experiment.train(n_steps=max_iter, log_every=args.log_step, checkpoint_every=every,
+                         log_to=_LiveRun(session.run.path, writer), desc=f"kitti {args.model} seed {seed}")
     finally:
-        if source is not loader:
-            source.close()
+        experiment.close()
     train_s = time.monotonic() - t0
-    summary = _evaluate_and_save(args, net, dataset, session, max(start, max_iter), config, log_dir=None,
+    summary = _evaluate_and_save(args, experiment.net, dataset, session, max_iter, config, log_dir=None,
                                  writer=writer, train_s=train_s, resumed_from=start)
     writer.close()
     return summary
@@ -577,8 +619,8 @@ def _evaluate_and_save(args, net, dataset, session: Session, iteration: int, con
     if not session.is_main:
         return {}
     t0 = time.monotonic()
-    res = evaluate_mcc(net, dataset, session.device, args.n_eval_samples, args.correlation, seed=EVALUATION_SEED)
-    z, hz, assign = res.pop("_z"), res.pop("_hz"), res.pop("_assign")
+    scored = score_frames(net, dataset, session.device, args.n_eval_samples, args.correlation, seed=EVALUATION_SEED)
+    res, z, hz, assign = scored.scores, scored.z, scored.hz, scored.assignment
     res.update(iteration=iteration, checkpoint=args.ckpt_name, model=args.model,
                elapsed_s=round(time.monotonic() - t0, 2))
     out_dir = session.run.path / "evaluation" / args.ckpt_name
