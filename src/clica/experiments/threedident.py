@@ -29,14 +29,13 @@ from ..runs import (
     atomic_torch_save,
     check_fields,
     load_module_state,
-    load_optimizer_state,
     load_torch_file,
     resolve_device,
     seed_everything,
 )
-from ..training import require_finite
+from ..training import Solver, require_finite
 from .flags import config_class, resume_hint
-from .skeleton import Session
+from .skeleton import Experiment, Session
 
 DESCRIPTION = (
     "Disentanglement with InfoNCE/Contrastive Learning - 3DIdent. Train a ResNet encoder on image "
@@ -45,8 +44,8 @@ DESCRIPTION = (
     "linear R², MCC and per-latent errors against the true latents."
 )
 
-# settings that define what a run computes: a run folder is only resumed with the same ones
-_RUN_DEFINING = (
+# settings that define a run: a run folder is only resumed with the same ones
+RUN_DEFINING = (
     "offline_dataset", "mode", "encoder", "batch_size", "lr", "optimizer", "position_only",
     "rotation_and_color_only", "rotation_only", "color_only", "no_spotlight_position",
     "no_spotlight_color", "no_spotlight", "non_periodic_rotation_and_color", "dummy_mixing",
@@ -426,7 +425,7 @@ def _open_run(args, session: Session) -> tuple[RunDir, dict | None]:
     state = None
     old = session.saved_config()
     if old is not None:
-        session.require_same(old, args.to_dict(), _RUN_DEFINING, "use another --run-dir or the same flags to resume")
+        session.require_same(old, args.to_dict(), RUN_DEFINING, "use another --run-dir or the same flags to resume")
         if args.seed is None:
             args.seed = run.saved_seed(old, required=False)
         state = session.load(run.file("checkpoint.pt"), CHECKPOINT_FIELDS, CHECKPOINT_OPTIONAL,
@@ -507,201 +506,225 @@ def _require_memory(args, session: Session, folder, layout, needs_images: bool) 
                    "lower them" + (" or --image-size" if size else ""))
 
 
-def _train(args, session: Session, layout, folder, test_folder, needs_images: bool) -> dict:
-    from ..data.threedident import ThreeDIdentPairs, ThreeDIdentSequential, latent_space_for
-    from ..losses import SUPERVISED_LOSSES
+class ThreeDIdentExperiment(Experiment):
+    """One 3DIdent training: the encoder f (and --dummy-mixing's g) on pairs drawn from ``folder``, scored
+    on ``test_folder`` or on samples of ``folder``."""
 
-    print = session.echo  # noqa: A001 - one line per run, not one per process
+    def __init__(self, args, session: Session, layout, folder, test_folder, needs_images: bool):
+        super().__init__(session)
+        self.args, self.layout, self.folder, self.test_folder = args, layout, folder, test_folder
+        self.device = session.device
+        self.data_kw = dict(images=needs_images, image_size=args.image_size, cache=args.image_cache,
+                            cache_dir=args.cache_dir)
+        self.rng = np.random.default_rng(args.seed + 1)  # the evaluation samples
+        self.path = session.run.file("checkpoint.pt")
+        self.last_eval: dict = {}
+
+    def build(self) -> None:
+        """f, g, the losses and (when something trains) the solver."""
+        from ..losses import SUPERVISED_LOSSES
+
+        args, echo = self.args, self.session.echo
+        self.f = to_device(build_encoder(args, self.layout), self.device)
+        self.g = None
+        if args.dummy_mixing:
+            from ..mixing import invertible_mlp
+
+            self.g = invertible_mlp(self.layout.dim, n_layers=3, act_fct="leaky_relu", cond_thresh_ratio=0.0,
+                                    n_iter_cond_thresh=25000, seed=args.seed, say=echo).to(self.device)
+            for prm in self.g.parameters():
+                prm.requires_grad_(False)
+        if args.identity_mixing_and_solution:
+            echo(f"Using identity function for h(z) = f(g(z)) = {args.identity_scale}·z")
+        params = [q for q in self.f.parameters() if q.requires_grad]
+        self.solver = None
+        if bool(params) and not args.identity_mixing_and_solution and args.mode != "test":
+            self.solver = Solver(torch.optim.Adam(params, lr=args.lr) if args.optimizer == "adam"
+                                 else torch.optim.SGD(params, lr=args.lr))
+        self.supervised_loss = SUPERVISED_LOSSES[args.supervised_loss]
+        self.contrastive_loss = build_loss(args, self.layout)
+
+    def restore(self, state: dict) -> None:
+        args = self.args
+        load_module_state(self.f, state["model"], self.path, encoder_name(args, self.layout))
+        if self.solver is not None and state.get("optimizer"):
+            self.solver.restore(self.path, state["optimizer"])
+        self.start, self.window = state["step"], state.get("window", {})
+        if self.start < 0:
+            raise ClicaError(f"{self.path} is not a 3dident checkpoint: step {self.start}")
+        self.session.require_not_past(self.start, args.iterations, "--iterations")
+        self.session.echo(f"resuming {self.session.run.path} from step {self.start}")
+
+    def prepare(self, state: dict | None) -> None:
+        """The pairs (batch i of each rank's stream is seeded from (stream seed, i): a resumed run continues
+        it exactly, so ``state`` holds nothing more of it) and the evaluation set."""
+        from ..data.threedident import ThreeDIdentPairs, ThreeDIdentSequential, latent_space_for
+
+        args, session, folder, echo = self.args, self.session, self.folder, self.session.echo
+        self.model = session.wrap(self.f)  # f itself in one process
+        latent_space = latent_space_for(self.layout, args.non_periodical_conditional, args.sigma)
+        t_index = time.monotonic()
+        self.pairs = ThreeDIdentPairs(folder.root, latent_space, self.layout, folder=folder,
+                                      batch_size=session.local_batch(args.batch_size),
+                                      approximate=args.approximate_dataset_nn_search, nn_backend=args.nn_backend,
+                                      nn_threads=args.faiss_omp_threads, seed=session.stream_seed(args.seed),
+                                      uint8=self.device.type == "cuda", start_batch=self.start, **self.data_kw)
+        echo(f"nearest-neighbour index over {folder.n} latents built in {time.monotonic() - t_index:.1f}s "
+             f"({'approximate faiss IVF/HNSW' if args.approximate_dataset_nn_search else 'exact, ' + args.nn_backend})")
+        _describe_images(self.pairs, echo)
+        if self.test_folder is not None:
+            # the encoder sees held-out images normalised exactly as its training images
+            test_data = ThreeDIdentSequential(
+                self.test_folder.root, self.layout, folder=self.test_folder, **self.data_kw,
+                normalization=(*self.pairs.normalization, f"the training folder's ({self.pairs.normalization_source})"))
+            self.evalset = EvalSet(test_data, self.rng.permutation(self.test_folder.n)[:args.n_eval_samples],
+                                   args.batch_size, requested=args.n_eval_samples)
+        else:
+            idx, _ = self.pairs.sample_indices(args.n_eval_samples, seed=args.seed + 2)
+            self.evalset = EvalSet(self.pairs, idx, args.batch_size)
+        if args.workers > 0:
+            self.batches = iter(torch.utils.data.DataLoader(self.pairs, batch_size=None, num_workers=args.workers,
+                                                            pin_memory=self.device.type == "cuda", prefetch_factor=2,
+                                                            worker_init_fn=_worker_init))
+        else:
+            self.batches = iter(self.pairs)
+
+    def _input(self, x):
+        x = x.to(self.device, non_blocking=True)
+        return self.pairs.loader.normalize(x) if x.dtype == torch.uint8 else x  # normalised on the device
+
+    def step(self, i: int) -> dict:
+        args, session, g = self.args, self.session, self.g
+        (z1, z2), (x1, x2) = next(self.batches)
+        z1 = z1.to(self.device, non_blocking=True)
+        if args.dummy_mixing:
+            x1 = g(z1)
+        elif x1 is not None:
+            x1 = self._input(x1)
+        if args.mode == "supervised":
+            if args.identity_mixing_and_solution:
+                h1 = z1 * args.identity_scale
+            else:
+                h1 = self.model(x1)
+            loss = self.supervised_loss(h1, z1)
+            stats = {"loss": session.mean(float(loss.detach()))}  # a loss of this process's batch
+        else:
+            z2 = z2.to(self.device, non_blocking=True)
+            if args.identity_mixing_and_solution:
+                h1, h2 = z1 * args.identity_scale, z2 * args.identity_scale
+            else:
+                x2 = g(z2) if args.dummy_mixing else self._input(x2)
+                if session.world.distributed:  # DDP: one forward pass per backward pass
+                    h1, h2 = self.model(torch.cat([x1, x2])).chunk(2)
+                else:
+                    h1, h2 = self.f(x1), self.f(x2)
+            out = session.contrastive(self.contrastive_loss, h1, h2)
+            loss = out.total
+            stats = {"loss": loss, "loss_std": out.per_item.detach().std()}
+            if len(out.parts) > 1:
+                stats.update({f"loss_{k}": v for k, v in out.parts.items()})
+        if self.solver is not None and loss.requires_grad:
+            self.solver.step(loss)
+        return {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in stats.items()}
+
+    def evaluate(self, i: int) -> dict:
+        record, z, h = evaluate(self.args, self.f, self.g, self.evalset, self.device)
+        self.last_eval.update(record=record, z=z, h=h)
+        return record
+
+    def checkpoint_state(self, i: int) -> dict:
+        return {**model_file(self.f, self.pairs.normalization),
+                "optimizer": self.solver.optimizer.state_dict() if self.solver else None,
+                "step": i, "seed": self.args.seed, "window": self.window}
+
+    def checkpoint(self, i: int, force: bool = False) -> None:
+        """checkpoint.pt every ``--checkpoint-every`` steps, at the end and when stopped; with
+        ``--save-every`` also the model file SAVE_MODEL.iteration_STEP."""
+        args = self.args
+        final = i == args.iterations
+        if force or final or i % args.checkpoint_every == 0:
+            self.session.save(self.checkpoint_state(i), self.path)
+        if args.save_model and args.save_every and i % args.save_every == 0 and not final:
+            path = f"{args.save_model}.iteration_{i}"
+            atomic_torch_save(path, model_file(self.f, self.pairs.normalization))
+            self.session.echo(f"Model saved as {path}")
+
+
+def _train(args, session: Session, layout, folder, test_folder, needs_images: bool) -> dict:
+    echo = session.echo  # one line per run, not one per process
     run_dir, state = _open_run(args, session)
     if args.mode == "test" and not session.is_main:
         return {}  # evaluation runs once
     args.seed = session.seed(args.seed, evaluation=args.mode == "test")
     seed_everything(args.seed)
-    device = session.device
     if args.threads:
         torch.set_num_threads(args.threads)
     session.write_config({**_config(args), "latent_dimensions": layout.dimensions,
                           "latent_space": layout.describe(), "latent_names": list(layout.names)})
 
-    print(f"Using dataset: {folder.root} ({folder.n} images, raw latents {folder.dim}-d)")
-    print(f"Using latent dimensions: {None if layout.dimensions is None else list(layout.dimensions)} "
-          f"-> {layout.describe()}")
-    print(f"#Latents: {layout.dim}, #Non-periodic latents: {layout.n_non_angular}, "
-          f"#Periodic latents: {layout.n_angular}")
+    echo(f"Using dataset: {folder.root} ({folder.n} images, raw latents {folder.dim}-d)")
+    echo(f"Using latent dimensions: {None if layout.dimensions is None else list(layout.dimensions)} "
+         f"-> {layout.describe()}")
+    echo(f"#Latents: {layout.dim}, #Non-periodic latents: {layout.n_non_angular}, "
+         f"#Periodic latents: {layout.n_angular}")
     processes = f"  processes: {session.world.size}" if session.world.distributed else ""
-    print(f"run folder: {run_dir.path}  seed: {args.seed}  device: {device}{processes}")
+    echo(f"run folder: {run_dir.path}  seed: {args.seed}  device: {session.device}{processes}")
 
-    # model -------------------------------------------------------------------
-    f = to_device(build_encoder(args, layout), device)
-    g = None
-    if args.dummy_mixing:
-        from ..mixing import invertible_mlp
-
-        g = invertible_mlp(layout.dim, n_layers=3, act_fct="leaky_relu", cond_thresh_ratio=0.0,
-                           n_iter_cond_thresh=25000, seed=args.seed, say=print).to(device)
-        for prm in g.parameters():
-            prm.requires_grad_(False)
-    if args.identity_mixing_and_solution:
-        print(f"Using identity function for h(z) = f(g(z)) = {args.identity_scale}·z")
-    params = [q for q in f.parameters() if q.requires_grad]
-    trainable = bool(params) and not args.identity_mixing_and_solution and args.mode != "test"
-    optimizer = None
-    if trainable:
-        optimizer = (torch.optim.Adam(params, lr=args.lr) if args.optimizer == "adam"
-                     else torch.optim.SGD(params, lr=args.lr))
-
-    start_step = 0
-    window: dict = {}  # the training loop's current log window, saved with each checkpoint
-    model_normalization = None  # the image statistics a loaded model was trained with
-    if state is not None and args.mode != "test":
-        ckpt_path = run_dir.file("checkpoint.pt")
-        load_module_state(f, state["model"], ckpt_path, encoder_name(args, layout))
-        if optimizer is not None and state.get("optimizer"):
-            load_optimizer_state(optimizer, state["optimizer"], ckpt_path)
-        start_step, window = state["step"], state.get("window", {})
-        if start_step < 0:
-            raise ClicaError(f"{ckpt_path} is not a 3dident checkpoint: step {start_step}")
-        session.require_not_past(start_step, args.iterations, "--iterations")
-        print(f"resuming {run_dir.path} from step {start_step}")
-    elif args.load_model is not None:
-        model_normalization = load_state(f, args.load_model, encoder_name(args, layout))
-        print(f"Model loaded: {args.load_model}")
-    if args.mode != "test":
-        session.truncate_metrics(start_step)
-    model = session.wrap(f)  # f itself in one process
-
-    # data --------------------------------------------------------------------
-    data_kw = dict(images=needs_images, image_size=args.image_size, cache=args.image_cache,
-                   cache_dir=args.cache_dir)
-    rng = np.random.default_rng(args.seed + 1)
+    experiment = ThreeDIdentExperiment(args, session, layout, folder, test_folder, needs_images)
+    experiment.build()
     if args.mode == "test":
-        normalization = None
-        if args.normalization == "model" and model_normalization is not None:
-            normalization = (*model_normalization, f"the statistics {args.load_model} was trained with")
-        elif args.normalization == "model" and needs_images and args.load_model:
-            print(f"note: {args.load_model} carries no image statistics (saved by the original code or an "
-                  "older clica); the test folder's are used")
-        data = ThreeDIdentSequential(folder.root, layout, folder=folder, normalization=normalization, **data_kw)
-        evalset = EvalSet(data, rng.permutation(folder.n)[:args.n_eval_samples], args.batch_size,
-                          requested=args.n_eval_samples)
-        _describe_images(data, print)
-        record, z, h = evaluate(args, f, g, evalset, device)
-        print(f"Lin. Disentanglement: {record['r2']:.6f}, MCC: {record['mcc']:.4f}, "
-              f"MSE: {record.get('mse')}, lin. fit MSE: {record['lin_mse']}")
-        run_dir.log_metrics({"step": 0, "phase": "test", **record})
-        return _finish(session, record, z, h, layout, args, elapsed=0.0)
-
-    latent_space = latent_space_for(layout, args.non_periodical_conditional, args.sigma)
-    t_index = time.monotonic()
-    # batch i of each rank's stream is seeded from (stream seed, i): resumes continue it exactly
-    pairs = ThreeDIdentPairs(folder.root, latent_space, layout, folder=folder,
-                             batch_size=session.local_batch(args.batch_size),
-                             approximate=args.approximate_dataset_nn_search, nn_backend=args.nn_backend,
-                             nn_threads=args.faiss_omp_threads, seed=session.stream_seed(args.seed),
-                             uint8=device.type == "cuda",
-                             start_batch=start_step, **data_kw)
-    print(f"nearest-neighbour index over {folder.n} latents built in {time.monotonic() - t_index:.1f}s "
-          f"({'approximate faiss IVF/HNSW' if args.approximate_dataset_nn_search else 'exact, ' + args.nn_backend})")
-    _describe_images(pairs, print)
-    if test_folder is not None:
-        # the encoder sees held-out images normalised exactly as its training images
-        test_data = ThreeDIdentSequential(
-            test_folder.root, layout, folder=test_folder, **data_kw,
-            normalization=(*pairs.normalization, f"the training folder's ({pairs.normalization_source})"))
-        evalset = EvalSet(test_data, rng.permutation(test_folder.n)[:args.n_eval_samples], args.batch_size,
-                          requested=args.n_eval_samples)
-    else:
-        idx, _ = pairs.sample_indices(args.n_eval_samples, seed=args.seed + 2)
-        evalset = EvalSet(pairs, idx, args.batch_size)
-
-    if args.workers > 0:
-        loader = torch.utils.data.DataLoader(pairs, batch_size=None, num_workers=args.workers,
-                                             pin_memory=device.type == "cuda", prefetch_factor=2,
-                                             worker_init_fn=_worker_init)
-        batches = iter(loader)
-    else:
-        batches = iter(pairs)
-
-    def to_input(x):
-        x = x.to(device, non_blocking=True)
-        return pairs.loader.normalize(x) if x.dtype == torch.uint8 else x  # normalised on the device
-
-    supervised_loss = SUPERVISED_LOSSES[args.supervised_loss]
-    contrastive_loss = build_loss(args, layout)
-    last_eval = {}
-
-    def step(i: int) -> dict:
-        (z1, z2), (x1, x2) = next(batches)
-        z1 = z1.to(device, non_blocking=True)
-        if args.dummy_mixing:
-            x1 = g(z1)
-        elif x1 is not None:
-            x1 = to_input(x1)
-        if optimizer is not None:
-            optimizer.zero_grad(set_to_none=True)
-        if args.mode == "supervised":
-            if args.identity_mixing_and_solution:
-                h1 = z1 * args.identity_scale
-            else:
-                h1 = model(x1)
-            loss = supervised_loss(h1, z1)
-            stats = {"loss": session.mean(float(loss.detach()))}  # a loss of this process's batch
-        else:
-            z2 = z2.to(device, non_blocking=True)
-            if args.identity_mixing_and_solution:
-                h1, h2 = z1 * args.identity_scale, z2 * args.identity_scale
-            else:
-                if args.dummy_mixing:
-                    x2 = g(z2)
-                else:
-                    x2 = to_input(x2)
-                if session.world.distributed:  # DDP: one forward pass per backward pass
-                    h1, h2 = model(torch.cat([x1, x2])).chunk(2)
-                else:
-                    h1, h2 = f(x1), f(x2)
-            out = session.contrastive(contrastive_loss, h1, h2)
-            loss = out.total
-            stats = {"loss": loss, "loss_std": out.per_item.detach().std()}
-            if len(out.parts) > 1:
-                stats.update({f"loss_{k}": v for k, v in out.parts.items()})
-        if optimizer is not None and loss.requires_grad:
-            loss.backward()
-            optimizer.step()
-        return {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in stats.items()}
-
-    def do_eval(i: int) -> dict:
-        record, z, h = evaluate(args, f, g, evalset, device)
-        last_eval.update(record=record, z=z, h=h)
-        return record
-
-    def checkpoint(i: int, force: bool = False) -> None:
-        final = i == args.iterations
-        if force or final or i % args.checkpoint_every == 0:
-            session.save({**model_file(f, pairs.normalization),
-                          "optimizer": optimizer.state_dict() if optimizer else None,
-                          "step": i, "seed": args.seed, "window": window}, run_dir.file("checkpoint.pt"))
-        if args.save_model and args.save_every and i % args.save_every == 0 and not final:
-            path = f"{args.save_model}.iteration_{i}"
-            atomic_torch_save(path, model_file(f, pairs.normalization))
-            print(f"Model saved as {path}")
+        return _test(experiment)
+    if state is not None:
+        experiment.restore(state)
+    elif args.load_model is not None:
+        load_state(experiment.f, args.load_model, encoder_name(args, layout))
+        echo(f"Model loaded: {args.load_model}")
+    session.truncate_metrics(experiment.start)
+    experiment.prepare(state)
 
     t0 = time.monotonic()
-    if start_step == args.iterations:
-        print(f"{run_dir.path} already finished {start_step} steps; evaluating")
+    if experiment.start == args.iterations:
+        echo(f"{run_dir.path} already finished {experiment.start} steps; evaluating")
         if session.is_main:
-            do_eval(start_step)
+            experiment.evaluate(experiment.start)
     else:
         with resume_hint(args, f"--run-dir {run_dir.path}"):
-            session.train(step, n_steps=args.iterations, start_step=start_step, log_every=args.n_log_steps,
-                          evaluate=do_eval, checkpoint=checkpoint, checkpoint_every=1,
-                          desc=f"3dident {args.mode}", phase=args.mode, window=window)
+            experiment.train(n_steps=args.iterations, log_every=args.n_log_steps, checkpoint_every=1,
+                             desc=f"3dident {args.mode}", phase=args.mode)
     if not session.is_main:
         return {}  # rank 0 evaluated, and writes the model and the summary
     if args.save_model:
-        atomic_torch_save(args.save_model, model_file(f, pairs.normalization))
-        print(f"Saving final model at: {args.save_model}")
-    return _finish(session, last_eval["record"], last_eval["z"], last_eval["h"], layout, args,
-                   elapsed=time.monotonic() - t0)
+        atomic_torch_save(args.save_model, model_file(experiment.f, experiment.pairs.normalization))
+        echo(f"Saving final model at: {args.save_model}")
+    last = experiment.last_eval
+    return _finish(session, last["record"], last["z"], last["h"], layout, args, elapsed=time.monotonic() - t0)
+
+
+def _test(experiment: ThreeDIdentExperiment) -> dict:
+    """``--mode test``: score the encoder of ``--load-model`` (or the identity) on the folder, once."""
+    from ..data.threedident import ThreeDIdentSequential
+
+    args, session, folder, echo = experiment.args, experiment.session, experiment.folder, experiment.session.echo
+    model_normalization = None  # the image statistics the loaded model was trained with
+    if args.load_model is not None:
+        model_normalization = load_state(experiment.f, args.load_model, encoder_name(args, experiment.layout))
+        echo(f"Model loaded: {args.load_model}")
+    normalization = None
+    if args.normalization == "model" and model_normalization is not None:
+        normalization = (*model_normalization, f"the statistics {args.load_model} was trained with")
+    elif args.normalization == "model" and experiment.data_kw["images"] and args.load_model:
+        echo(f"note: {args.load_model} carries no image statistics (saved by the original code or an "
+             "older clica); the test folder's are used")
+    data = ThreeDIdentSequential(folder.root, experiment.layout, folder=folder, normalization=normalization,
+                                 **experiment.data_kw)
+    evalset = EvalSet(data, experiment.rng.permutation(folder.n)[:args.n_eval_samples], args.batch_size,
+                      requested=args.n_eval_samples)
+    _describe_images(data, echo)
+    record, z, h = evaluate(args, experiment.f, experiment.g, evalset, session.device)
+    echo(f"Lin. Disentanglement: {record['r2']:.6f}, MCC: {record['mcc']:.4f}, "
+         f"MSE: {record.get('mse')}, lin. fit MSE: {record['lin_mse']}")
+    session.run.log_metrics({"step": 0, "phase": "test", **record})
+    return _finish(session, record, z, h, experiment.layout, args, elapsed=0.0)
 
 
 def _worker_init(_):
