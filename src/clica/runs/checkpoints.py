@@ -84,7 +84,7 @@ def check_fields(state: Any, path, required: dict | None = None, optional: dict 
     return state
 
 
-def _some(keys: list, n: int = 2) -> str:
+def _examples(keys: list, n: int = 2) -> str:
     return ", ".join(str(k) for k in keys[:n]) + (", …" if len(keys) > n else "")
 
 
@@ -123,15 +123,15 @@ def check_module_state(own: dict, state: Any, path, name: str,
               and state[k].shape != own[k].shape]
     problems = []
     if missing:
-        problems.append(f"{len(missing)} missing key{'s' if len(missing) > 1 else ''} (e.g. {_some(missing)})")
+        problems.append(f"{len(missing)} missing key{'s' if len(missing) > 1 else ''} (e.g. {_examples(missing)})")
     if unexpected:
-        problems.append(f"{len(unexpected)} unexpected (e.g. {_some(unexpected)})")
+        problems.append(f"{len(unexpected)} unexpected (e.g. {_examples(unexpected)})")
     if shapes:
         k = shapes[0]
         problems.append(f"{len(shapes)} of another shape (e.g. {k}: {tuple(state[k].shape)} in the file, "
                         f"{tuple(own[k].shape)} here)")
     if not_tensors:
-        problems.append(f"{len(not_tensors)} not tensors (e.g. {_some(not_tensors)})")
+        problems.append(f"{len(not_tensors)} not tensors (e.g. {_examples(not_tensors)})")
     if problems:
         raise ClicaError(f"{prefix}: {', '.join(problems)}")
 

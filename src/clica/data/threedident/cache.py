@@ -19,14 +19,14 @@ def content_key(folder: ThreeDIdentFolder) -> str:
     """A short hash of what the folder's images depend on: both latent files and, when there is one,
     ``render_config.json``. A re-render with other latents or settings changes it, so an image cache
     keyed by it is never reused for images it does not hold."""
-    h = hashlib.sha1()
+    digest = hashlib.sha1()
     for name in ("raw_latents.npy", "latents.npy", "render_config.json"):
         path = folder.root / name
         if path.is_file():
             with open(path, "rb") as fh:
                 for block in iter(lambda: fh.read(1 << 22), b""):
-                    h.update(block)
-    return h.hexdigest()[:12]
+                    digest.update(block)
+    return digest.hexdigest()[:12]
 
 
 def cache_file(folder: ThreeDIdentFolder, size: tuple[int, int], cache_dir=None) -> Path:

@@ -97,15 +97,15 @@ class ThreeDIdentPairs(_FolderData, torch.utils.data.IterableDataset):
         z, z_tilde = self.latent_space.sample_pair(batch_size, generator=generator)
         return self.matcher.match_pairs(z, z_tilde)
 
-    def get(self, index_z: np.ndarray, index_t: np.ndarray):
+    def get(self, index_z: np.ndarray, index_tilde: np.ndarray):
         z = torch.from_numpy(self.latents[index_z])
-        zt = torch.from_numpy(self.latents[index_t])
+        z_tilde = torch.from_numpy(self.latents[index_tilde])
         if not self.images:
-            return (z, zt), (None, None)
-        both = np.concatenate([index_z, index_t])
+            return (z, z_tilde), (None, None)
+        both = np.concatenate([index_z, index_tilde])
         x = self.loader.load_uint8(both) if self.uint8 else self.loader.load(both)
         b = len(index_z)
-        return (z, zt), (x[:b], x[b:])
+        return (z, z_tilde), (x[:b], x[b:])
 
     def sample(self, batch_size: int, seed: int | None = None, generator=None):
         """One batch ((z, z~), (x, x~)): z B×d float32, x B×3×H×W normalised."""
@@ -118,11 +118,11 @@ class ThreeDIdentPairs(_FolderData, torch.utils.data.IterableDataset):
 
     def __iter__(self) -> Iterator:
         info = torch.utils.data.get_worker_info()
-        wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
-        i = self.start_batch + wid
+        worker, n_workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        i = self.start_batch + worker
         while True:
             yield self.batch(i)
-            i += nw
+            i += n_workers
 
 
 class ThreeDIdentSequential(_FolderData, torch.utils.data.Dataset):

@@ -112,6 +112,6 @@ class LatentMatcher:
         b = len(z)
         _, idx = self.search(np.concatenate([z, z_tilde], 0), 2)
         index_z = idx[:b, 0]
-        cand = idx[b:]
-        index_t = np.where(cand[:, 0] != index_z, cand[:, 0], cand[:, 1])
-        return index_z.astype(np.int64), index_t.astype(np.int64)
+        candidates = idx[b:]
+        index_tilde = np.where(candidates[:, 0] != index_z, candidates[:, 0], candidates[:, 1])
+        return index_z.astype(np.int64), index_tilde.astype(np.int64)
