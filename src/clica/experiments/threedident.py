@@ -538,7 +538,7 @@ class ThreeDIdentExperiment(Experiment):
             echo(f"Using identity function for h(z) = f(g(z)) = {args.identity_scale}·z")
         params = [q for q in self.f.parameters() if q.requires_grad]
         self.solver = None
-        if bool(params) and not args.identity_mixing_and_solution and args.mode != "test":
+        if params and not args.identity_mixing_and_solution and args.mode != "test":
             self.solver = Solver(torch.optim.Adam(params, lr=args.lr) if args.optimizer == "adam"
                                  else torch.optim.SGD(params, lr=args.lr))
         self.supervised_loss = SUPERVISED_LOSSES[args.supervised_loss]
