@@ -151,7 +151,6 @@ CONDITIONALS: dict[str, Conditional] = {
 """The conditionals by name; add a row to add one."""
 
 
-@functools.cache
 def generalized_normal(p: float) -> Conditional:
     """The generalised normal of exponent ``p`` (density ∝ exp(-(|x - μ|/scale)^p)) with its Lp loss.
 
@@ -164,7 +163,11 @@ def generalized_normal(p: float) -> Conditional:
     -------
     Conditional
     """
-    p = float(p)
+    return _generalized_normal(float(p))
+
+
+@functools.cache
+def _generalized_normal(p: float) -> Conditional:
     return Conditional(lambda scale: latents.GeneralizedNormal(scale, p), lp_loss(p), identifies=_permutation(p),
                        claim="permutation", code=p)
 
