@@ -36,7 +36,7 @@ from clica.data.kitti_masks import (
     load_kitti_pickle,
 )
 from clica.losses import LpInfoNCE
-from clica.models import output_normalization
+from clica.models import norm_layer
 from clica.models.conv import ConvEncoderNet
 
 
@@ -118,7 +118,7 @@ def main() -> None:
           f"torch threads {torch.get_num_threads()}; {os.cpu_count()} CPUs", flush=True)
 
     torch.manual_seed(0)
-    net = ConvEncoderNet(10, 1, output_normalization("learnable_box", 10))
+    net = ConvEncoderNet(10, 1, norm_layer("learnable_box", 10))
     opt = torch.optim.Adam(net.parameters(), lr=1e-4)
     loss = LpInfoNCE(p=1.0)
 

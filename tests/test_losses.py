@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import clica.losses as L
+from clica.errors import ClicaError
 
 
 def ref_lp_infonce(h1, h2, h3, p, tau, alpha=0.5, compat=True, pow=True):
@@ -326,3 +327,28 @@ def test_only_the_l2_loss_is_rotation_invariant():
         loss = L.LpInfoNCE(p=p, tau=0.5, self_weight=0.01)
         same = loss(h1 @ r, h2 @ r).total.item() == pytest.approx(loss(h1, h2).total.item(), rel=1e-9)
         assert same == invariant, p
+
+
+@pytest.mark.parametrize("make", [lambda: L.AlignmentLoss(2.0), lambda: L.UniformityLoss(1.0)],
+                         ids=["alignment", "uniformity"])
+def test_alignment_and_uniformity_follow_the_batch_protocol(make):
+    """Their rows of a larger batch are their terms of the whole batch's loss, as the InfoNCE losses'."""
+    gen = torch.Generator().manual_seed(0)
+    h1, h2 = torch.randn(2, 32, 3, generator=gen, dtype=torch.float64)
+    whole = make()(h1, h2)
+    part = make()(h1[8:16], h2[8:16], batch=(h1, 8))
+    torch.testing.assert_close(part.per_item, whole.per_item[8:16])
+
+
+def test_a_loss_that_cannot_split_its_batch_is_refused_under_torchrun():
+    class WholeBatch(L.ContrastiveLoss):
+        takes_batch = False
+
+        def forward(self, h1, h2, h_neg, batch):
+            per_item = (h1 - h2).pow(2).sum(1) - h1.var(0).sum()
+            return L.LossOutput(per_item.mean(), per_item)
+
+    h = torch.randn(8, 3)
+    assert WholeBatch()(h, h).per_item.shape == (8,)
+    with pytest.raises(ClicaError, match="WholeBatch cannot train under torchrun"):
+        WholeBatch()(h[:4], h[:4], batch=(h, 0))

@@ -170,7 +170,9 @@ def gather(x: torch.Tensor) -> torch.Tensor:
 
 
 def global_loss(loss_fn, h1: torch.Tensor, h2: torch.Tensor):
-    """The InfoNCE loss of the global batch, each rank computing only its own pairs' terms.
+    """The contrastive loss of the global batch, each rank computing only its own pairs' terms.
+
+    ``loss_fn`` is a :class:`clica.losses.ContrastiveLoss` (one that cannot split the batch is refused there).
 
     This rank's pairs (rows ``rank·b … (rank+1)·b`` of the global batch) take every rank's anchors
     as negatives: ``loss_fn(h1, h2, batch=(gather(h1), rank·b))``, so no rank computes the whole

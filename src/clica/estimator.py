@@ -23,11 +23,11 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from torch import nn
 
+from .conditionals import CONDITIONALS
 from .data.sequences import EpochSampler, SequencePairs
 from .errors import ClicaError
-from .losses import DotInfoNCE, LpInfoNCE
 from .metrics import linear_r2, mcc
-from .models import mlp_encoder, output_normalization, to_device
+from .models import mlp_encoder, norm_layer, to_device
 from .models.conv import ConvEncoderNet
 from .runs import (
     atomic_torch_save,
@@ -39,14 +39,8 @@ from .runs import (
 )
 from .training import Solver, train_loop
 
-__all__ = ["ContrastiveICA", "CONDITIONALS", "ENCODERS"]
+__all__ = ["ContrastiveICA", "ENCODERS"]
 
-# conditional → (loss, output normalisation of the built-in encoders)
-CONDITIONALS = {
-    "laplace": ("L1 InfoNCE", "learnable_box"),
-    "normal": ("L2 InfoNCE", None),
-    "vmf": ("dot-product InfoNCE", "fixed_sphere"),
-}
 ENCODERS = ("mlp", "conv")
 METRICS = ("mcc", "r2")
 IMAGE_SIZE = 64  # the conv encoder's input: 64×64 images (KITTI Masks)
@@ -195,7 +189,8 @@ class ContrastiveICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         encoder output (sources up to permutation, sign and scale: MCC); "normal"
         the L2 loss, no output normalisation (sources up to an orthogonal map:
         use ``score(..., metric="r2")``); "vmf" the dot-product loss on the unit
-        sphere (latents on a sphere, up to an orthogonal map).
+        sphere (latents on a sphere, up to an orthogonal map). Each is a row of
+        :data:`clica.conditionals.CONDITIONALS`, and so is any row added there.
     max_delta_t : int, default=1
         Largest time offset k of a positive in time-series and sequence mode.
     temperature : float, default=0.2
@@ -497,14 +492,11 @@ class ContrastiveICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     # ------------------------------------------------------------------ building blocks
 
     def _loss(self):
-        if self.conditional == "vmf":
-            return DotInfoNCE(normalize=False, tau=self.temperature, self_weight=self.self_weight)
-        return LpInfoNCE(p=1.0 if self.conditional == "laplace" else 2.0, tau=self.temperature,
-                         simclr_compatibility_mode=True, self_weight=self.self_weight)
+        return CONDITIONALS[self.conditional].loss(tau=self.temperature, self_weight=self.self_weight)
 
     def _build_encoder(self, input_shape: tuple, n_components: int | None, seed: int) -> tuple[nn.Module, int]:
         """The untrained encoder (initialised from ``seed`` without touching torch's global generator)."""
-        norm = CONDITIONALS[self.conditional][1]
+        norm = CONDITIONALS[self.conditional].estimator_output_norm
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             if self.encoder == "mlp":
@@ -512,7 +504,7 @@ class ContrastiveICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                 net = mlp_encoder(input_shape[0], k, list(self.hidden_units), norm, layer_norm=True)
             elif self.encoder == "conv":
                 k = n_components
-                net = ConvEncoderNet(k, nc=input_shape[0], output_normalization=output_normalization(norm, k))
+                net = ConvEncoderNet(k, nc=input_shape[0], output_layer=norm_layer(norm, k))
             else:
                 body = copy.deepcopy(self.encoder)
                 with torch.no_grad():
@@ -532,7 +524,7 @@ class ContrastiveICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                 k = n_components or probe.shape[1]
                 if probe.shape[1] != k:
                     raise ValueError(f"the encoder module returns {probe.shape[1]} outputs, but n_components is {k}")
-                net = nn.Sequential(body, output_normalization(norm, k))
+                net = nn.Sequential(body, norm_layer(norm, k))
         return net, k
 
     @staticmethod
@@ -587,8 +579,8 @@ class ContrastiveICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                           None if xp is None else self._standardise(xp, mean, scale).to(device), sq)
 
         train_pairs, val_pairs = pairs(train), pairs(val)
-        box_width = (_matched_box_width(train_pairs, self.temperature)
-                     if self.encoder == "mlp" and CONDITIONALS[self.conditional][1] == "learnable_box" else None)
+        boxed = self.encoder == "mlp" and CONDITIONALS[self.conditional].estimator_output_norm == "learnable_box"
+        box_width = _matched_box_width(train_pairs, self.temperature) if boxed else None
         if self.n_init == 1 or self.n_jobs in (None, 1):
             trials = [self._fit_trial(seed, input_shape, train_pairs, val_pairs, i, box_width)
                       for i, seed in enumerate(seeds)]

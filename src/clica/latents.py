@@ -80,12 +80,14 @@ def marginal_from_p(p: float, param: float = 1.0):
 
 
 def conditional_from_p(p: float, param: float = 0.05):
-    """The original's ``--c-p`` code: 0 vMF (κ = param), 1 Laplace, 2 normal, else generalised normal."""
+    """The original's ``--c-p`` code: 0 vMF (κ = param), 1 Laplace, 2 normal, else generalised normal
+    (:func:`clica.conditionals.by_code`)."""
+    from .conditionals import by_code  # the table of conditionals is built on this module
     if p < 0:
         raise ClicaError(f"--c-p must be ≥ 0, got {p}")
     if not param > 0:
         raise ClicaError(f"the conditional's parameter (--c-param) must be positive, got {param}")
-    return VonMisesFisher(param) if p == 0 else _lp_family(p, param)
+    return by_code(p).distribution(param)
 
 
 def _marginal_centre(space: Space) -> torch.Tensor:

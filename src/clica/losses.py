@@ -1,15 +1,14 @@
 """The InfoNCE family and supervised losses.
 
-Every contrastive loss is called as ``loss(h1, h2, h_neg=None)`` with
-``h1 = f(x)``, ``h2 = f(x~)`` for positive pairs and ``h_neg`` the negatives
-(InfoNCE default: the other anchors, plus the anchor itself with weight
+Every contrastive loss is a :class:`ContrastiveLoss`, called as
+``loss(h1, h2, h_neg=None, *, batch=None)`` with ``h1 = f(x)``, ``h2 = f(x~)`` for positive pairs
+and ``h_neg`` the negatives (InfoNCE default: the other anchors, plus the anchor itself with weight
 ``self_weight``; weight 1 is the original code's ``h1`` rolled by one). It returns a
 :class:`LossOutput` with the mean loss, the per-item loss and named parts.
 
-The InfoNCE losses also take ``batch=(H1, k)``: the pairs are rows k … k+len(h1)
-of a larger batch whose anchors are ``H1``, and the negatives are H1's other rows;
-each row's loss is then exactly its term in the loss of the whole batch. Under
-torchrun each process computes its own rows this way (:func:`clica.distributed.global_loss`).
+``batch=(H1, k)``: the pairs are rows k … k+len(h1) of a larger batch whose anchors are ``H1``, and
+the negatives are H1's other rows; each row's loss is then exactly its term in the loss of the whole
+batch. Under torchrun each process computes its own rows this way (:func:`clica.distributed.global_loss`).
 
 Pairwise distances are computed with ``torch.cdist`` or a matrix product:
 never as a B×B×n difference tensor.
@@ -19,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -26,17 +26,65 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .errors import ClicaError
+
 __all__ = [
-    "LossOutput", "pairwise_lp", "negative_logsumexp", "LpInfoNCE", "DotInfoNCE", "AlignmentLoss",
-    "UniformityLoss", "BlockLoss", "mse_loss", "negative_r2_loss", "SUPERVISED_LOSSES",
+    "LossOutput", "ContrastiveLoss", "pairwise_lp", "negative_logsumexp", "LpInfoNCE", "DotInfoNCE",
+    "AlignmentLoss", "UniformityLoss", "BlockLoss", "mse_loss", "negative_r2_loss", "SUPERVISED_LOSSES",
 ]
 
 
 @dataclass
 class LossOutput:
+    """What a contrastive loss returns.
+
+    Parameters
+    ----------
+    total : torch.Tensor
+        The loss to minimise: the mean of ``per_item``.
+    per_item : torch.Tensor
+        One loss per positive pair.
+    parts : dict
+        Named scalar parts of ``total`` (for logs).
+    """
+
     total: torch.Tensor
     per_item: torch.Tensor
     parts: dict = field(default_factory=dict)
+
+
+class ContrastiveLoss(ABC):
+    """A contrastive loss: ``loss(h1, h2, h_neg=None, *, batch=None) -> LossOutput``.
+
+    Subclasses implement :meth:`forward`. A loss whose rows' terms cannot be computed from a larger
+    batch sets ``takes_batch = False``; it is then refused under torchrun.
+
+    Parameters
+    ----------
+    h1, h2 : torch.Tensor
+        B × n embeddings of the anchors f(x) and of their positives f(x~).
+    h_neg : torch.Tensor or None
+        M × n explicit negatives; None: the loss's default (the other anchors).
+    batch : tuple (torch.Tensor, int) or None
+        ``(H1, k)``: ``h1`` are rows k … k+B of the larger batch of anchors ``H1``, whose other rows
+        are the negatives (as :func:`clica.distributed.global_loss` passes it).
+
+    Returns
+    -------
+    LossOutput
+    """
+
+    takes_batch = True
+
+    def __call__(self, h1, h2, h_neg=None, *, batch=None) -> LossOutput:
+        if batch is not None and not self.takes_batch:
+            raise ClicaError(f"{type(self).__name__} cannot train under torchrun: its terms are not per pair of "
+                             "the global batch; run it in one process")
+        return self.forward(h1, h2, h_neg, batch)
+
+    @abstractmethod
+    def forward(self, h1, h2, h_neg, batch) -> LossOutput:
+        """The loss; the arguments are :meth:`__call__`'s."""
 
 
 def _negatives(h1: torch.Tensor, h_neg: torch.Tensor | None) -> torch.Tensor:
@@ -44,7 +92,22 @@ def _negatives(h1: torch.Tensor, h_neg: torch.Tensor | None) -> torch.Tensor:
 
 
 def pairwise_lp(a: torch.Tensor, b: torch.Tensor, p: float, pow: bool) -> torch.Tensor:
-    """B×M matrix of |a_i - b_j|_p (or its p-th power when ``pow``), without a B×M×n tensor."""
+    """B×M matrix of |a_i - b_j|_p (or its p-th power when ``pow``), without a B×M×n tensor.
+
+    Parameters
+    ----------
+    a, b : torch.Tensor
+        B × n and M × n points.
+    p : float
+        The exponent of the norm.
+    pow : bool
+        Return |a_i - b_j|_p^p instead of the norm.
+
+    Returns
+    -------
+    torch.Tensor
+        The B × M distances.
+    """
     if p == 2 and pow:
         # |a|² + |b|² - 2 a·b: one matrix product, and no sqrt whose gradient blows up at 0
         sq = (a * a).sum(-1, keepdim=True) + (b * b).sum(-1) - 2.0 * a @ b.T
@@ -160,11 +223,33 @@ def negative_logsumexp(a, b, p: float, pow: bool, tau: float, extra=None, chunk:
                        exclude_diagonal: bool = False, diagonal_offset: int = 0):
     """log Σ_j exp(-|a_i - b_j|_p^(p)/τ) [+ exp(extra_i)] per row i, fused and memory-light.
 
-    ``exclude_diagonal`` leaves out each row's own entry j = i + ``diagonal_offset`` (as when a is b,
-    or rows ``diagonal_offset`` … of b).
-
     On the CPU (float32) it runs fused numba kernels;
     elsewhere chunked torch operations (cdist / matrix products).
+
+    Parameters
+    ----------
+    a, b : torch.Tensor
+        B × n rows and M × n points.
+    p : float
+        The exponent of the norm.
+    pow : bool
+        Use |a_i - b_j|_p^p instead of the norm.
+    tau : float
+        The temperature τ.
+    extra : torch.Tensor or None
+        B extra log-terms, one per row, added inside the log-sum-exp.
+    chunk : int
+        Rows per chunk of the torch path.
+    exclude_diagonal : bool
+        Leave out each row's own entry j = i + ``diagonal_offset`` (as when a is b, or rows
+        ``diagonal_offset`` … of b).
+    diagonal_offset : int
+        The row of b that row 0 of a is.
+
+    Returns
+    -------
+    torch.Tensor
+        The B log-sum-exps, differentiable in a, b and ``extra``.
     """
     diag = int(diagonal_offset) if exclude_diagonal else None
     if diag is not None and not 0 <= diag <= b.shape[0] - a.shape[0]:
@@ -195,7 +280,7 @@ def _lp(x: torch.Tensor, p: float, pow: bool) -> torch.Tensor:
     return n if pow else n.pow(1.0 / p)
 
 
-class LpInfoNCE:
+class LpInfoNCE(ContrastiveLoss):
     """InfoNCE with the similarity -|h - h'|_p^p / τ (Lp exponential model of the conditional).
 
     ``simclr_compatibility_mode`` includes the positive in the log-sum-exp over
@@ -210,6 +295,21 @@ class LpInfoNCE:
     scale the encoder settles at; with few negatives per anchor a weight of 1
     compresses the recovered latents near the faces of a box, a small weight
     (e.g. 0.01) does not.
+
+    Parameters
+    ----------
+    p : float
+        The exponent (> 0).
+    tau : float
+        The temperature τ.
+    alpha : float
+        The weight of the positive term.
+    simclr_compatibility_mode : bool
+        The positive joins the log-sum-exp over the negatives.
+    pow : bool
+        Use |h - h'|_p^p; False: the norm.
+    self_weight : float
+        The weight (≥ 0) of the anchor's own term among the default negatives.
     """
 
     def __init__(self, p: float = 1.0, tau: float = 1.0, alpha: float = 0.5,
@@ -222,7 +322,7 @@ class LpInfoNCE:
         self.simclr_compatibility_mode, self.pow = simclr_compatibility_mode, pow
         self.self_weight = float(self_weight)
 
-    def __call__(self, h1, h2, h_neg=None, *, batch=None) -> LossOutput:
+    def forward(self, h1, h2, h_neg, batch) -> LossOutput:
         pos = _lp(h1 - h2, self.p, self.pow)
         loss_pos = pos / self.tau
         offset = 0
@@ -242,13 +342,23 @@ class LpInfoNCE:
         return LossOutput(per_item.mean(), per_item, {"pos": loss_pos.mean(), "neg": loss_neg.mean()})
 
 
-class DotInfoNCE:
+class DotInfoNCE(ContrastiveLoss):
     """InfoNCE with the dot-product similarity h·h'/τ (SimCLR; the vMF model on the sphere).
 
-    ``normalize`` projects the representations onto the unit sphere first.
     Without explicit negatives, the negatives are the other anchors and the
     anchor's own similarity enters with weight ``self_weight`` (1: the
     original's rolled negatives, which contain the anchor), as in :class:`LpInfoNCE`.
+
+    Parameters
+    ----------
+    normalize : bool
+        Project the representations onto the unit sphere first.
+    tau : float
+        The temperature τ.
+    alpha : float
+        The weight of the positive term.
+    self_weight : float
+        The weight (≥ 0) of the anchor's own term among the default negatives.
     """
 
     def __init__(self, normalize: bool = False, tau: float = 1.0, alpha: float = 0.5, self_weight: float = 1.0):
@@ -257,7 +367,7 @@ class DotInfoNCE:
         self.normalize, self.tau, self.alpha = normalize, float(tau), float(alpha)
         self.self_weight = float(self_weight)
 
-    def __call__(self, h1, h2, h_neg=None, *, batch=None) -> LossOutput:
+    def forward(self, h1, h2, h_neg, batch) -> LossOutput:
         if self.normalize:
             h1, h2 = F.normalize(h1, dim=-1), F.normalize(h2, dim=-1)
         if h_neg is None:
@@ -280,31 +390,54 @@ class DotInfoNCE:
         return LossOutput(per_item.mean(), per_item, {"pos": loss_pos.mean(), "neg": loss_neg.mean()})
 
 
-class AlignmentLoss:
-    """Mean |h1 - h2|_p^p over positive pairs (Wang & Isola's alignment)."""
+class AlignmentLoss(ContrastiveLoss):
+    """Mean |h1 - h2|_p^p over positive pairs (Wang & Isola's alignment); negatives play no part.
+
+    Parameters
+    ----------
+    p : float
+        The exponent.
+    """
 
     def __init__(self, p: float = 2.0):
         self.p = float(p)
 
-    def __call__(self, h1, h2, h_neg=None) -> LossOutput:
+    def forward(self, h1, h2, h_neg, batch) -> LossOutput:
         per_item = _lp(h1 - h2, self.p, True)
         return LossOutput(per_item.mean(), per_item, {"alignment": per_item.mean()})
 
 
-class UniformityLoss:
-    """Mean over items of log-mean-exp(-|h1_i - h_neg_j|_p^p) (Wang & Isola's uniformity)."""
+class UniformityLoss(ContrastiveLoss):
+    """Mean over items of log-mean-exp(-|h1_i - h_neg_j|_p^p) (Wang & Isola's uniformity).
+
+    ``h2`` plays no part; the default negatives are the anchors rolled by one (under ``batch``, the
+    whole batch's).
+
+    Parameters
+    ----------
+    p : float
+        The exponent.
+    """
 
     def __init__(self, p: float = 2.0):
         self.p = float(p)
 
-    def __call__(self, h1, h2=None, h_neg=None) -> LossOutput:
-        h_neg = _negatives(h1, h_neg)
+    def forward(self, h1, h2, h_neg, batch) -> LossOutput:
+        h_neg = _negatives(h1 if batch is None else batch[0], h_neg)
         per_item = negative_logsumexp(h1, h_neg, self.p, True, 1.0) - math.log(h_neg.shape[0])
         return LossOutput(per_item.mean(), per_item, {"uniformity": per_item.mean()})
 
 
-class BlockLoss:
-    """Different losses on blocks of dimensions: ``[(loss, start, end), ...]``, weighted sum."""
+class BlockLoss(ContrastiveLoss):
+    """Different losses on blocks of dimensions, weighted sum.
+
+    Parameters
+    ----------
+    blocks : sequence of (ContrastiveLoss, int, int)
+        ``(loss, start, end)``: ``loss`` on dimensions start … end-1.
+    weights : sequence of float or None
+        One weight per block (None: all 1).
+    """
 
     def __init__(self, blocks: Sequence[tuple], weights: Sequence[float] | None = None):
         self.blocks = list(blocks)
@@ -312,14 +445,14 @@ class BlockLoss:
         if len(self.weights) != len(self.blocks):
             raise ValueError("one weight per block")
 
-    def __call__(self, h1, h2, h_neg=None, *, batch=None) -> LossOutput:
+    def forward(self, h1, h2, h_neg, batch) -> LossOutput:
         # without explicit negatives each block uses its own default (the other anchors and the
         # anchor itself with the block loss's self weight), so ``self_weight`` acts per block
         total, per_item, parts = 0.0, 0.0, {}
         for k, ((loss, start, end), w) in enumerate(zip(self.blocks, self.weights)):
             neg = None if h_neg is None else h_neg[:, start:end]
-            rows = {} if batch is None else {"batch": (batch[0][:, start:end], batch[1])}
-            out = loss(h1[:, start:end], h2[:, start:end], neg, **rows)
+            rows = None if batch is None else (batch[0][:, start:end], batch[1])
+            out = loss(h1[:, start:end], h2[:, start:end], neg, batch=rows)
             total = total + w * out.total
             per_item = per_item + w * out.per_item
             parts[f"block{k}"] = out.total
@@ -327,12 +460,34 @@ class BlockLoss:
 
 
 def mse_loss(pred: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """Mean squared error of predicted latents."""
+    """Mean squared error of predicted latents.
+
+    Parameters
+    ----------
+    pred, z : torch.Tensor
+        B × n predicted and true latents.
+
+    Returns
+    -------
+    torch.Tensor
+        The scalar loss.
+    """
     return F.mse_loss(pred, z)
 
 
 def negative_r2_loss(pred: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """Minus the R² of ``pred`` for ``z``, averaged over dimensions."""
+    """Minus the R² of ``pred`` for ``z``, averaged over dimensions.
+
+    Parameters
+    ----------
+    pred, z : torch.Tensor
+        B × n predicted and true latents.
+
+    Returns
+    -------
+    torch.Tensor
+        The scalar loss (-1 for a perfect prediction).
+    """
     r2 = 1.0 - ((pred - z) ** 2).mean(0) / z.var(0, unbiased=False).clamp_min(1e-12)
     return -r2.mean()
 

@@ -30,15 +30,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..conditionals import by_code
 from ..data.factor_datasets import SPECS, FactorDataset, load_factor_dataset
 from ..data.kitti_masks import PICKLE_NAME, KittiMasks, PairLoader, Prefetcher, resolve_pickle_path
 from ..data.natural_sprites import CSV_NAME, NaturalSprites
 from ..data.natural_sprites import DEFAULT_DIR as NATURAL_DIR
 from ..data.registry import DATASETS
 from ..errors import ClicaError
-from ..losses import LpInfoNCE
 from ..metrics import mcc
-from ..models import output_normalization, to_device
+from ..models import norm_layer, to_device
 from ..models.conv import ConvEncoderNet, ConvVAE
 from ..resources import require_memory, require_per_core
 from ..runs import (
@@ -321,8 +321,8 @@ def build_model(args, channels: int = 1) -> nn.Module:
     images with ``channels`` channels."""
     if args.model == "slowvae":
         return ConvVAE(args.z_dim, nc=channels)
-    norm = output_normalization("learnable_box" if args.box_norm else None, args.z_dim)
-    return ConvEncoderNet(args.z_dim, nc=channels, output_normalization=norm)
+    norm = norm_layer("learnable_box" if args.box_norm else None, args.z_dim)
+    return ConvEncoderNet(args.z_dim, nc=channels, output_layer=norm)
 
 
 def representation(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -499,7 +499,7 @@ class KittiExperiment(Experiment):
         if args.model == "slowvae":
             self.loss_fn = SlowVAELoss(args.beta, 0.0 if args.betavae else args.gamma, args.rate_prior)
         else:
-            self.loss_fn = LpInfoNCE(p=args.p, tau=1.0, simclr_compatibility_mode=True)
+            self.loss_fn = by_code(args.p).loss(tau=1.0)
 
     def restore(self, state: dict) -> None:
         """The model, and for a checkpoint of ours past iteration 0 the optimiser and the log window."""

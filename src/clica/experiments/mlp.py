@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import latents, metrics, mixing, plots
+from .. import conditionals, latents, metrics, mixing, plots
 from ..errors import ClicaError
-from ..losses import DotInfoNCE, LpInfoNCE, mse_loss
+from ..losses import mse_loss
 from ..models import mlp_encoder
 from ..resources import require_memory
 from ..runs import RunDir, check_seed, load_module_state, loading, resolve_device, seed_everything
@@ -187,18 +187,17 @@ class MLPConfig:
         """Samples per final evaluation batch: the batch size, or more when it is too small to score on."""
         return max(self.batch_size, MIN_EVAL_PER_LATENT * self.n)
 
+    def claim(self) -> str:
+        """The theory's prediction for this setting: a key of :data:`clica.conditionals.CLAIMS`."""
+        return conditionals.claim(conditionals.by_code(self.c_p), conditionals.by_code(self.p), self.space_type)
+
     def theory(self) -> tuple[str, str] | None:
         """(what the theory identifies the latents up to, the score that should approach 1), or None
         when the setting is outside the theorems (conditional and loss do not match)."""
-        if self.p == 0:
-            if self.space_type == "sphere" and self.c_p == 0:
-                return "an orthogonal map (vMF conditional, dot-product loss on the sphere)", "linear_r2"
+        claim = self.claim()
+        if claim == "none":
             return None
-        if self.c_p == self.p == 2:
-            return "an orthogonal map (Normal conditional, L2 loss: a rotation is left)", "linear_r2"
-        if self.c_p == self.p:
-            return f"permutation and sign (matched L{self.p:g} conditional and loss)", "mcc"
-        return None
+        return conditionals.by_code(self.c_p).identifies, conditionals.CLAIMS[claim].score
 
     def latent_space(self) -> latents.LatentSpace:
         if self.space_type == "box":
@@ -211,16 +210,16 @@ class MLPConfig:
                                    latents.conditional_from_p(self.c_p, self.c_param))
 
     def loss(self):
-        if self.p == 0:
-            return DotInfoNCE(normalize=False, tau=self.tau, self_weight=self.self_weight)
-        return LpInfoNCE(p=self.p, tau=self.tau, simclr_compatibility_mode=True, self_weight=self.self_weight)
+        """The loss matched to the conditional of ``--p`` (0: the vMF's dot product)."""
+        return conditionals.by_code(self.p).loss(tau=self.tau, self_weight=self.self_weight)
 
-    def output_normalization(self) -> str | None:
+    def output_norm(self) -> str | None:
+        """The encoder's output normalisation: --box-norm, --sphere-norm, else what the loss needs."""
         if self.box_norm:
             return "learnable_box"
         if self.sphere_norm:
             return "learnable_sphere"
-        return "fixed_sphere" if self.p == 0 else None
+        return conditionals.by_code(self.p).output_norm
 
     def phases(self) -> list[tuple[str, int]]:
         """(phase name, number of steps) in training order: supervised first."""
@@ -246,9 +245,9 @@ def build_encoder(cfg: MLPConfig, phase_index: int, device=None) -> torch.nn.Mod
     kwargs = {}
     if cfg.box_norm:
         kwargs = {"low": cfg.box_min, "high": cfg.box_max}
-    elif cfg.output_normalization() in ("fixed_sphere", "learnable_sphere"):
+    elif cfg.output_norm() in ("fixed_sphere", "learnable_sphere"):
         kwargs = {"r": cfg.sphere_r}
-    return mlp_encoder(cfg.n, cfg.n, widths, cfg.output_normalization(), layer_norm=cfg.encoder_norm == "layer",
+    return mlp_encoder(cfg.n, cfg.n, widths, cfg.output_norm(), layer_norm=cfg.encoder_norm == "layer",
                        **kwargs).to(device or cfg.device)
 
 

@@ -22,17 +22,17 @@ import platform
 import shlex
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ..conditionals import CLAIMS
 from ..data.registry import DATASETS, locate
 from ..errors import ClicaError
 from ..extras import need
 from ..runs import RunDir, append_line, atomic_write_bytes, atomic_write_json, check_output_folder
-from .mlp import PRESETS
+from .mlp import PRESETS, MLPConfig
 
 DESCRIPTION = (
     "Run the paper's identifiability grid: every row (a latent space, marginal, conditional and loss) over "
@@ -41,28 +41,6 @@ DESCRIPTION = (
     "A rerun keeps the finished runs."
 )
 
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """What the theory predicts for a row: its name in the table, the claim, the target and its check."""
-
-    label: str
-    claim: str
-    target: str
-    check: Callable[[float, float], bool] | None = None
-
-
-PREDICTIONS = {
-    "permutation": Prediction("permutation", "identified up to permutation and sign: MCC → 1", "MCC ≥ 0.99",
-                              lambda r2, mcc: mcc >= 0.99),
-    "orthogonal": Prediction("orthogonal", "identified up to an orthogonal map: linear R² → 1", "R² ≥ 0.99",
-                             lambda r2, mcc: r2 >= 0.99),
-    "rotation": Prediction("rotation only", "identified only up to a rotation: linear R² → 1 while MCC stays low",
-                           "R² ≥ 0.99, MCC low", lambda r2, mcc: r2 >= 0.99 and mcc < 0.9),
-    "none": Prediction("—", "no theorem applies (its assumptions do not hold): the scores are reported, no target",
-                       "report"),
-}
 
 # a run's "time to MCC 0.99": the training seconds at its first logged step at or above this
 MCC_REACHED = 0.99
@@ -73,7 +51,8 @@ MLP_RECIPE = PRESETS["fast"]
 
 @dataclass
 class Row:
-    """One line of the grid: a name, the command, its settings (config fields) and the prediction."""
+    """One line of the grid: a name, the command, its settings (config fields) and the prediction (a key
+    of :data:`clica.conditionals.CLAIMS`)."""
 
     name: str
     command: str
@@ -106,10 +85,13 @@ class Row:
         return shlex.join(words)
 
 
-def _mlp(name, space, m_p, c_p, c_param, p, prediction, note="", recipe=None, **extra) -> Row:
+def _mlp(name: str, *, space: str, c_p: float, p: float, c_param: float = 0.05, m_p: float = 0, note: str = "",
+         recipe: dict | None = None, **extra) -> Row:
+    """A row of the MLP grid in ``clica mlp``'s settings (``--space-type``, ``--c-p``, ``--p``, ...; 10 latents,
+    3 mixing layers), trained with ``recipe``; the theory's prediction follows from the table of conditionals."""
     settings = {"n": 10, "n_mixing_layer": 3, "space_type": space, "m_p": m_p, "c_p": c_p, "c_param": c_param,
                 "p": p, **extra}
-    return Row(name, "mlp", settings, prediction, note, dict(recipe or {}))
+    return Row(name, "mlp", settings, MLPConfig(**settings).claim(), note, dict(recipe or {}))
 
 
 # Each row's recipe: the fast preset's, changed where a row needs it, in one place. Evidence (seed 0,
@@ -133,21 +115,22 @@ SPHERE = {"lr": 1e-3}
 L2 = {"lr": 1e-3, "tau": 0.01}
 L3 = {"lr": 1e-3, "tau": 1.25e-4}
 
+MISMATCHED = "conditional and loss mismatched"
+NOT_VMF = "breaks the vMF assumption; the paper found it identified"
+
 MLP_ROWS = [
-    _mlp("sphere-vmf1", "sphere", 0, 0, 1.0, 0, "orthogonal", recipe={**SPHERE, "tau": 1.0}),
-    _mlp("sphere-vmf10", "sphere", 0, 0, 10.0, 0, "orthogonal", recipe={**SPHERE, "tau": 0.1}),
-    _mlp("sphere-laplace", "sphere", 0, 1, 0.05, 0, "none", "breaks the vMF assumption; the paper found it identified",
-         recipe={**SPHERE, "tau": 0.01}),
-    _mlp("sphere-normal", "sphere", 0, 2, 0.05, 0, "none", "breaks the vMF assumption; the paper found it identified",
-         recipe={**SPHERE, "tau": 0.01}),
-    _mlp("box-laplace-l1", "box", 0, 1, 0.05, 1, "permutation", recipe={"tau": 0.05}, box_norm=True),
-    _mlp("box-gennorm-l3", "box", 0, 3, 0.05, 3, "permutation", recipe=L3),
-    _mlp("box-normal-l2", "box", 0, 2, 0.05, 2, "orthogonal", recipe=L2),
-    _mlp("box-normal-l1", "box", 0, 2, 0.05, 1, "none", "conditional and loss mismatched"),
-    _mlp("box-laplace-l2", "box", 0, 1, 0.05, 2, "none", "conditional and loss mismatched", recipe=L2),
-    _mlp("real-laplace-l1", "unbounded", 1, 1, 0.05, 1, "permutation", recipe={"n_steps": 15000}),
-    _mlp("real-gennorm-l3", "unbounded", 3, 3, 0.05, 3, "permutation", recipe=L3),
-    _mlp("real-normal-l2", "unbounded", 2, 2, 0.05, 2, "rotation", recipe=L2),
+    _mlp("sphere-vmf1", space="sphere", c_p=0, c_param=1.0, p=0, recipe={**SPHERE, "tau": 1.0}),
+    _mlp("sphere-vmf10", space="sphere", c_p=0, c_param=10.0, p=0, recipe={**SPHERE, "tau": 0.1}),
+    _mlp("sphere-laplace", space="sphere", c_p=1, p=0, note=NOT_VMF, recipe={**SPHERE, "tau": 0.01}),
+    _mlp("sphere-normal", space="sphere", c_p=2, p=0, note=NOT_VMF, recipe={**SPHERE, "tau": 0.01}),
+    _mlp("box-laplace-l1", space="box", c_p=1, p=1, recipe={"tau": 0.05}, box_norm=True),
+    _mlp("box-gennorm-l3", space="box", c_p=3, p=3, recipe=L3),
+    _mlp("box-normal-l2", space="box", c_p=2, p=2, recipe=L2),
+    _mlp("box-normal-l1", space="box", c_p=2, p=1, note=MISMATCHED),
+    _mlp("box-laplace-l2", space="box", c_p=1, p=2, note=MISMATCHED, recipe=L2),
+    _mlp("real-laplace-l1", space="unbounded", m_p=1, c_p=1, p=1, recipe={"n_steps": 15000}),
+    _mlp("real-gennorm-l3", space="unbounded", m_p=3, c_p=3, p=3, recipe=L3),
+    _mlp("real-normal-l2", space="unbounded", m_p=2, c_p=2, p=2, recipe=L2),
 ]
 
 
@@ -401,7 +384,7 @@ def summarize(rows: list[Row], records: list[dict]) -> list[dict]:
         not_run = sum(r["row"] == row.name and r["status"] == "not run" for r in records)
         r2 = np.array([r["r2"] for r in ok], dtype=float)
         mcc = np.array([r["mcc"] for r in ok], dtype=float)
-        check = PREDICTIONS[row.prediction].check
+        check = CLAIMS[row.prediction].check
         verdict = "—"
         if check is not None and ok and not failed:
             verdict = "✓" if check(_mean_std(r2)[0], _mean_std(mcc)[0]) else "✗"
@@ -450,14 +433,14 @@ def write_outputs(rows: list[Row], records: list[dict], out: Path, steps: int | 
         runs = (f"{s['n_ok']} ok" + (f", {s['n_failed']} failed" if s["n_failed"] else "")
                 + (f", {s['n_not_run']} not run (interrupted)" if s["n_not_run"] else ""))
         seconds = "—" if math.isnan(s["seconds"]) else f"{s['seconds']:.0f}"
-        pred = PREDICTIONS[s["prediction"]]
+        pred = CLAIMS[s["prediction"]]
         target = pred.target if pred.check is None else f"{pred.target} {s['verdict']}"
         lines.append(f"| {s['row']} | {pred.label} | {_score(s['r2'], s['n_ok'])} | {_score(s['mcc'], s['n_ok'])} | "
                      f"{seconds} | {_to_mcc(s['seconds_to_mcc'])} | {target} | {runs} |")
     cells = [row for row in rows if row.cell]
     if cells:
         lines += ["", "MCC by method and dataset (mean ± std over the seeds):", "", *_cell_table(cells, summary)]
-    lines += ["", "Theory: " + "; ".join(f"**{p.label}**: {p.claim}" for p in PREDICTIONS.values()) + ".", "",
+    lines += ["", "Theory: " + "; ".join(f"**{p.label}**: {p.claim}" for p in CLAIMS.values()) + ".", "",
               f"s to MCC {MCC_REACHED}: the median over seeds of the training seconds at the first logged step "
               f"(every {MLP_RECIPE['n_log_steps']} steps) at or above it, with how many seeds got there.", "",
               "Each row alone (one seed; add `--seed S`):", ""]
@@ -564,7 +547,7 @@ def run(args: argparse.Namespace) -> int:
         raise ClicaError("--cpus-per-run must be ≥ 1 and --gpus-per-run ≥ 0")
     if args.list:
         for row in rows:
-            print(f"{row.name:22s} {PREDICTIONS[row.prediction].label:14s} {PREDICTIONS[row.prediction].claim}"
+            print(f"{row.name:22s} {CLAIMS[row.prediction].label:14s} {CLAIMS[row.prediction].claim}"
                   + (f" ({row.note})" if row.note else ""))
             print(f"    {row.command_line(args.steps)}")
         return 0

@@ -279,15 +279,13 @@ def build_encoder(args, layout) -> nn.Module:
 
 def build_loss(args, layout):
     """The unsupervised loss of the original for the layout (blocks: non-periodic, periodic)."""
-    from ..losses import BlockLoss, DotInfoNCE, LpInfoNCE
+    from ..conditionals import CONDITIONALS, by_name
+    from ..losses import BlockLoss
 
     common = dict(tau=args.tau, self_weight=args.self_weight)
-    spherical = DotInfoNCE(normalize=False, **common)
-    if args.unsupervised_loss == "vmf":
-        nonspherical = DotInfoNCE(normalize=True, **common)
-    else:
-        p = {"l1": 1.0, "l2": 2.0, "l3": 3.0}[args.unsupervised_loss]
-        nonspherical = LpInfoNCE(p=p, simclr_compatibility_mode=True, pow=True, **common)
+    spherical = CONDITIONALS["vmf"].loss(**common)
+    # the vMF loss projects the non-periodic outputs onto the unit sphere (the original's normalised dot product)
+    nonspherical = by_name(args.unsupervised_loss).loss(project=True, **common)
     k, n = layout.n_non_angular, layout.dim
     if layout.n_angular == 0:
         return nonspherical

@@ -13,7 +13,7 @@ from torch import nn
 
 from ..errors import ClicaError
 
-__all__ = ["SphereNorm", "BoxNorm", "OUTPUT_NORMALIZATIONS", "output_normalization", "mlp_encoder", "to_device"]
+__all__ = ["SphereNorm", "BoxNorm", "OUTPUT_NORMS", "norm_layer", "mlp_encoder", "to_device"]
 
 
 class SphereNorm(nn.Module):
@@ -47,27 +47,26 @@ class BoxNorm(nn.Module):
         return self.low + torch.sigmoid(x) * self.width
 
 
-OUTPUT_NORMALIZATIONS = (None, "fixed_box", "learnable_box", "fixed_sphere", "learnable_sphere")
+# the kinds of output normalisation (an encoder's last layer), by name
+OUTPUT_NORMS = (None, "fixed_box", "learnable_box", "fixed_sphere", "learnable_sphere")
 
 
-def _normalization_layer(kind: str | None, n: int, r: float = 1.0, low: float = 0.0,
-                         high: float = 1.0) -> nn.Module:
-    """The normalisation layer named ``kind`` (``None`` gives the identity)."""
+def norm_layer(kind: str | None, n: int, r: float = 1.0, low: float = 0.0, high: float = 1.0) -> nn.Module:
+    """The output-normalisation layer of ``kind`` (one of ``OUTPUT_NORMS``; ``None`` gives the identity)
+    for ``n`` outputs: a sphere of radius ``r`` or the box [low, high]^n."""
     if kind is None:
         return nn.Identity()
     if kind in ("fixed_box", "learnable_box"):
         return BoxNorm(n, low, high, learnable=kind == "learnable_box")
     if kind in ("fixed_sphere", "learnable_sphere"):
         return SphereNorm(r, learnable=kind == "learnable_sphere")
-    raise ClicaError(f"unknown output normalisation '{kind}'; choose one of {OUTPUT_NORMALIZATIONS}")
+    raise ClicaError(f"unknown output normalisation '{kind}'; choose one of {OUTPUT_NORMS}")
 
 
-output_normalization = _normalization_layer
-
-
-def mlp_encoder(n_in: int, n_out: int, hidden: Sequence[int], output_normalization: str | None = None,
+def mlp_encoder(n_in: int, n_out: int, hidden: Sequence[int], output_norm: str | None = None,
                 layer_norm: bool = False, **norm_kwargs) -> nn.Sequential:
-    """Linear layers of widths ``hidden`` with LeakyReLU between them, then the output normalisation.
+    """Linear layers of widths ``hidden`` with LeakyReLU between them, then the output normalisation
+    of kind ``output_norm`` (:func:`norm_layer`, with ``norm_kwargs``).
 
     ``layer_norm`` adds a LayerNorm after each hidden linear layer (not in the original; it
     speeds up training several-fold).
@@ -80,7 +79,7 @@ def mlp_encoder(n_in: int, n_out: int, hidden: Sequence[int], output_normalizati
             if layer_norm:
                 layers.append(nn.LayerNorm(b))
             layers.append(nn.LeakyReLU())
-    layers.append(_normalization_layer(output_normalization, n_out, **norm_kwargs))
+    layers.append(norm_layer(output_norm, n_out, **norm_kwargs))
     return nn.Sequential(*layers)
 
 

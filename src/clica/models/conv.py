@@ -35,16 +35,16 @@ def _conv_trunk(nc: int) -> list[nn.Module]:
     ]
 
 
-def conv_encoder(n_out: int, nc: int = 1, output_normalization: nn.Module | None = None) -> nn.Sequential:
-    """Encoder (B, nc, 64, 64) → (B, n_out), optionally followed by an output-normalisation layer.
+def conv_encoder(n_out: int, nc: int = 1, output_layer: nn.Module | None = None) -> nn.Sequential:
+    """Encoder (B, nc, 64, 64) → (B, n_out), optionally followed by ``output_layer`` (a normalisation).
 
     For the contrastive model ``n_out = z_dim`` and the normalisation is the
-    learnable box (``clica.models.output_normalization("learnable_box", z_dim)``)
+    learnable box (``clica.models.norm_layer("learnable_box", z_dim)``)
     under ``--box-norm``; for the VAE ``n_out = 2 · z_dim`` (mean, log-variance).
     """
     layers = _conv_trunk(nc) + [nn.Linear(256, n_out)]
-    if output_normalization is not None:
-        layers.append(output_normalization)
+    if output_layer is not None:
+        layers.append(output_layer)
     net = nn.Sequential(*layers)
     kaiming_init(net)
     return net
@@ -58,10 +58,10 @@ class ConvEncoderNet(nn.Module):
     ``max_abs_bound`` to ``width``.
     """
 
-    def __init__(self, z_dim: int = 10, nc: int = 1, output_normalization: nn.Module | None = None):
+    def __init__(self, z_dim: int = 10, nc: int = 1, output_layer: nn.Module | None = None):
         super().__init__()
         self.z_dim = z_dim
-        self.encoder = conv_encoder(z_dim, nc, output_normalization)
+        self.encoder = conv_encoder(z_dim, nc, output_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)

@@ -34,7 +34,7 @@ def resolve_encoder_name(name: str) -> str:
 
 
 def output_kind(constraint: str | None, shape: str) -> str | None:
-    """``--box-constraint``/``--sphere-constraint`` value → an ``output_normalization`` kind."""
+    """``--box-constraint``/``--sphere-constraint`` value → an output-normalisation kind (``OUTPUT_NORMS``)."""
     if constraint in (None, "None"):
         return None
     return f"{'fixed' if constraint == 'fix' else 'learnable'}_{shape}"
@@ -47,14 +47,14 @@ class RescalingHead(nn.Module):
     def __init__(self, n_non_angular: int, n_angular: int, box_constraint: str | None = None,
                  sphere_constraint: str | None = None):
         super().__init__()
-        from . import output_normalization
+        from . import norm_layer
 
         if box_constraint not in (None, "None") and sphere_constraint not in (None, "None"):
             raise ValueError("box and sphere constraints are mutually exclusive")
         self.n_non_angular, self.n_angular = n_non_angular, n_angular
         kind = output_kind(box_constraint, "box") or output_kind(sphere_constraint, "sphere")
-        self.non_periodic = output_normalization(kind, n_non_angular) if n_non_angular else None
-        self.periodic = output_normalization("learnable_sphere", n_angular) if n_angular else None
+        self.non_periodic = norm_layer(kind, n_non_angular) if n_non_angular else None
+        self.periodic = norm_layer("learnable_sphere", n_angular) if n_angular else None
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         k = self.n_non_angular
