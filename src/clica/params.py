@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from .errors import ClicaError
 
-__all__ = ["ParameterError", "Interval", "Options", "check"]
+__all__ = ["ParameterError", "Interval", "Options", "check", "literal"]
 
 
 class ParameterError(ClicaError, ValueError):
@@ -32,10 +32,15 @@ class ParameterError(ClicaError, ValueError):
     @classmethod
     def of(cls, name: str, problem: str) -> "ParameterError":
         """``name`` followed by ``problem``: ``ParameterError.of("lr", "must be positive, got 0")``."""
-        return cls("{} " + problem.replace("{", "{{").replace("}", "}}"), name)
+        return cls("{} " + literal(problem), name)
 
     def spelled(self, spell) -> str:
         return self.template.format(*map(spell, self.names))
+
+
+def literal(text: str) -> str:
+    """``text`` with its braces doubled, to stand in a :class:`ParameterError` template as it is."""
+    return text.replace("{", "{{").replace("}", "}}")
 
 
 @dataclass(frozen=True)
