@@ -10,7 +10,6 @@ which checks each field's constraints, then the config's cross-field ``checks`` 
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 
 from ..errors import ClicaError
@@ -23,7 +22,7 @@ def flag(*flags: str, default=None, help: str, checks=(), group: str | None = No
     on/off switch; ``off`` adds a flag that switches it off, as (flag, help); ``options`` go to
     ``add_argument`` (``type``, ``choices``, ``required``, ``metavar``); ``group``: the help section."""
     meta = {"flags": flags, "help": help, "checks": checks, "group": group, "off": off, "options": options}
-    return dataclasses.field(default_factory=lambda: copy.deepcopy(default), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
 
 
 class Given(argparse.Action):
@@ -60,7 +59,7 @@ class Config:
             m = f.metadata
             if m["group"] not in groups:
                 groups[m["group"]] = parser.add_argument_group(m["group"])
-            default = f.default_factory()
+            default = f.default
             switch = {"const": not default} if isinstance(default, bool) else {}
             groups[m["group"]].add_argument(*m["flags"], dest=f.name, default=default, help=m["help"], action=Given,
                                             **switch, **m["options"])
@@ -89,7 +88,7 @@ class Config:
         if missing:
             raise ClicaError(f"{source} lacks {', '.join(missing)}")
         for f in fields:  # a saved value must be of the kind the flag takes (a list for a tuple)
-            value, default = getattr(cfg, f.name), f.default_factory()
+            value, default = getattr(cfg, f.name), f.default
             if value is None or default is None:
                 continue
             if isinstance(default, bool) != isinstance(value, bool) or (
@@ -116,7 +115,7 @@ class Config:
         constraints (a field whose default is None may be None), then the cross-field checks."""
         for f in self.flag_fields():
             value = getattr(self, f.name)
-            if value is not None or f.default_factory() is not None:
+            if value is not None or f.default is not None:
                 check(f.name, value, *f.metadata["checks"])
         for cross_check in type(self).checks:
             cross_check(self)
