@@ -1,8 +1,8 @@
 """The experiments' configs: one dataclass field per flag, from which argparse is built.
 
 A field made by :func:`flag` carries its flag spelling(s), help text, argparse options and
-constraints (:class:`~clica.params.Interval`, :class:`~clica.params.Options`); adding a flag
-is adding one field. :class:`Config` gives every config the same API: ``add_arguments(parser)``,
+constraints (:class:`~clica.params.Interval`, :class:`~clica.params.Options`; its ``choices`` are one);
+adding a flag is adding one field. :class:`Config` gives every config the same API: ``add_arguments(parser)``,
 ``from_args``, ``from_dict`` (a saved ``config.json``), ``to_dict``, ``copy`` and ``validate``,
 which checks each field's constraints, then the config's cross-field ``checks`` in order.
 """
@@ -13,7 +13,7 @@ import argparse
 import dataclasses
 
 from ..errors import ClicaError
-from ..params import check
+from ..params import Options, check
 
 
 def flag(*flags: str, default=None, help: str, checks=(), group: str | None = None, off: tuple[str, str] = (),
@@ -112,10 +112,11 @@ class Config:
 
     def validate(self) -> None:
         """A :class:`~clica.params.ParameterError` naming the first field whose value breaks its
-        constraints (a field whose default is None may be None), then the cross-field checks."""
+        constraints or is not one of its ``choices`` (a field whose default is None may be None), then
+        the cross-field checks."""
         for f in self.flag_fields():
-            value = getattr(self, f.name)
+            value, choices = getattr(self, f.name), f.metadata["options"].get("choices")
             if value is not None or f.default is not None:
-                check(f.name, value, *f.metadata["checks"])
+                check(f.name, value, *f.metadata["checks"], *([Options(choices)] if choices else []))
         for cross_check in type(self).checks:
             cross_check(self)

@@ -24,7 +24,7 @@ from .. import latents, metrics, mixing, plots
 from ..errors import ClicaError
 from ..losses import DotInfoNCE, LpInfoNCE, mse_loss
 from ..models import mlp_encoder
-from ..params import Interval, Options, ParameterError
+from ..params import Interval, ParameterError
 from ..resources import require_memory
 from ..runs import RunDir, check_seed, load_module_state, load_optimizer_state, loading, resolve_device, seed_everything
 from ..spaces import Box, Real, Sphere
@@ -117,7 +117,7 @@ class MLPConfig(Config):
                   help="Dimensionality of the latents. Under torchrun write --n-latents: torchrun's own parser "
                        "takes --n for an abbreviation of its options.")
     space_type: str = flag("--space-type", default="box", type=str, choices=("box", "sphere", "unbounded"),
-                           checks=(Options(("box", "sphere", "unbounded")),), help="Latent space.")
+                           help="Latent space.")
     box_min: float = flag("--box-min", default=0.0, type=float,
                           help="Minimal value of the latent box (and of the --box-norm output box).")
     box_max: float = flag("--box-max", default=1.0, type=float,
@@ -158,7 +158,7 @@ class MLPConfig(Config):
     box_norm: bool = flag("--box-norm", default=False, help="Normalize the encoder output to a box of learnable size.")
     lr: float = flag("--lr", default=1e-4, type=float, checks=(POSITIVE,), help="Adam learning rate.")
     lr_schedule: str = flag("--lr-schedule", default="constant", choices=("constant", "cosine"), group=OPTIONS,
-                            checks=(Options(("constant", "cosine")),), help="Learning-rate schedule over each phase.")
+                            help="Learning-rate schedule over each phase.")
     batch_size: int = flag("--batch-size", default=6144, type=int,
                            checks=(AT_LEAST_1, Interval(int, 2, says="must be ≥ 2 (negatives come from the batch)")),
                            help="Batch size (negatives come from the batch).")
@@ -176,7 +176,6 @@ class MLPConfig(Config):
     hidden_scale: float = flag("--hidden-scale", default=1.0, type=float, checks=(POSITIVE,), group=OPTIONS,
                                help="Multiply the encoder's hidden widths (10n, 50n, …, 10n).")
     encoder_norm: str = flag("--encoder-norm", default="none", choices=("none", "layer"), group=OPTIONS,
-                             checks=(Options(("none", "layer")),),
                              help="'layer': a LayerNorm after each hidden layer of the encoder (not in the original; "
                                   "trains several times faster).")
     checkpoint_every: int = flag("--checkpoint-every", default=1000, type=int, checks=(AT_LEAST_1,), group=OPTIONS,
