@@ -599,8 +599,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> MLPConfig:
     apply_preset(args, PRESETS[args.preset])
-    return MLPConfig.from_args(args).copy(device=str(resolve_device(args.device, args.no_cuda)),
-                                          extra={"preset": args.preset})
+    # settings only: the resume hint reads the command line from args itself
+    return MLPConfig.from_dict(vars(args)).copy(device=str(resolve_device(args.device, args.no_cuda)),
+                                                extra={"preset": args.preset})
 
 
 def run(args: argparse.Namespace) -> int:
