@@ -44,6 +44,7 @@ FAMILIES = {f.name: f for f in [
     Family("ar1-gennorm", dynamics="ar1-gennorm", d=8, activation="smooth_leaky_relu",
            note="AR(1), generalized-normal innovations (β = 3), smooth mixing"),
     Family("speeds", k=5, d=10, speed=(0.01, 0.1), note="sources at speeds 0.01 … 0.1"),
+    Family("slow", speed=0.01, note="slow sources: steps of 1 % of their range"),
     Family("deep", depth=5, note="5 leaky-ReLU layers"),
     Family("linear", k=8, d=8, depth=1, note="a linear mixing (FastICA's home ground)"),
     Family("noisy", d=16, noise=0.05, note="observation noise, 5 % of each column's std"),

@@ -155,3 +155,28 @@ def test_selection_attributes_survive_save_and_load(tmp_path):
     for name in ("validation_loss_", "validation_curve_", "validation_steps_", "trials_", "best_trial_"):
         assert getattr(back, name) == getattr(ica, name)
     assert back.score(x) == ica.score(x)
+
+
+@pytest.mark.parametrize("b", [0.01, 0.05, 0.2])
+def test_box_width_matches_the_speed_of_the_sources(b):
+    """Uniform sources on [0, 1]^4 and Laplace steps of scale b: InfoNCE is optimal at the width τ/b."""
+    rng = np.random.default_rng(0)
+    z = torch.tensor(rng.uniform(0, 1, (20_000, 4)), dtype=torch.float32)
+    step = torch.tensor(rng.laplace(0, b, z.shape), dtype=torch.float32)
+    width = est_module._matched_box_width(est_module._Pairs(z, z + step), temperature=0.2)
+    assert width == pytest.approx(0.2 / b, rel=0.15)
+
+
+def test_the_box_starts_at_the_matched_width_for_the_mlp_encoder_only():
+    x, _ = walk()
+    seen = []
+    real = est_module._matched_box_width
+    try:
+        est_module._matched_box_width = lambda pairs, temperature: seen.append(temperature) or 7.0
+        ica = ContrastiveICA(**{**TINY, "n_steps": 1, "learning_rate": 1e-9}).fit(x)
+        assert seen == [TINY.get("temperature", 0.2)]
+        assert ica.encoder_[-1].width.detach().numpy() == pytest.approx(7.0, abs=1e-3)
+        ContrastiveICA(**{**TINY, "conditional": "normal"}).fit(x)
+        assert len(seen) == 1
+    finally:
+        est_module._matched_box_width = real

@@ -38,7 +38,7 @@ def test_append_line_never_leaves_a_torn_line(tmp_path, monkeypatch):
     log = tmp_path / "metrics.jsonl"
     runs.append_line(log, json.dumps({"step": 1}))
     disk = DiskFills(budget=5)  # room for part of the next line only
-    monkeypatch.setattr(runs.os, "write", disk)
+    monkeypatch.setattr(runs.atomic.os, "write", disk)
     with pytest.raises(ClicaError, match=f"no space left on device while writing {log}"):
         runs.append_line(log, json.dumps({"step": 2, "loss": 0.5}))
     assert log.read_text() == '{"step": 1}\n'
@@ -63,7 +63,7 @@ def test_atomic_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch
             self.fh.write(data[:10])
             raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(runs.os, "fdopen", FullFile)
+    monkeypatch.setattr(runs.atomic.os, "fdopen", FullFile)
     with pytest.raises(ClicaError, match=f"no space left on device while writing {target}"):
         runs.atomic_write_json(target, {"a": 2, "b": "x" * 10000})
     assert json.loads(target.read_text()) == {"a": 1}
@@ -87,7 +87,7 @@ def test_mlp_on_a_full_disk_stops_with_one_line_and_resumes_to_the_same_numbers(
 
     run = tmp_path / "b"
     disk = DiskFills(budget=1 << 60)
-    monkeypatch.setattr(runs.os, "write", disk)
+    monkeypatch.setattr(runs.atomic.os, "write", disk)
     real_log = RunDir.log_metrics
 
     def log_then_fill(self, record):

@@ -603,7 +603,7 @@ def test_diverged_encoder_is_a_one_line_error(folder10, tmp_path, capsys, monkey
 def test_images_of_another_size_are_refused_and_greyscale_is_converted_and_said(folder10, tmp_path, capsys, cache):
     import shutil
 
-    td._CONVERTED_MODES.clear()  # said once per process
+    td.images._CONVERTED_MODES.clear()  # said once per process
     bad = tmp_path / "bad"
     shutil.copytree(folder10, bad, ignore=shutil.ignore_patterns("cache"))
     names = sorted((bad / "images").iterdir())
@@ -713,7 +713,7 @@ def test_image_cache_on_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, mon
     def full(fd, offset, length):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(td.os, "posix_fallocate", full)
+    monkeypatch.setattr(td.cache.os, "posix_fallocate", full)
     with pytest.raises(ClicaError, match="no space left on device while writing"):
         td.build_image_cache(td.ThreeDIdentFolder.open(folder), progress=False)
     assert not list((folder / "cache").iterdir())

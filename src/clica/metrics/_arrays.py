@@ -6,7 +6,18 @@ import numpy as np
 
 
 def to_numpy(x) -> np.ndarray:
-    """A float64 (N, d) numpy array from a tensor or array (a 1-D input is one column)."""
+    """A float64 (N, d) numpy array from a tensor or array (a 1-D input is one column).
+
+    Parameters
+    ----------
+    x : array-like or torch tensor
+        Samples × dimensions, or one dimension of samples. A tensor is detached and copied to the CPU
+        (torch is not imported for it).
+
+    Returns
+    -------
+    (N, d) float64 array.
+    """
     if hasattr(x, "detach"):  # a torch tensor, without importing torch
         x = x.detach().cpu().numpy()
     x = np.asarray(x, dtype=np.float64)
@@ -47,7 +58,16 @@ def paired(codes, factors, codes_name: str = "codes", factors_name: str = "facto
 
 
 def constant_columns(z) -> list[int]:
-    """Indices of the columns of ``z`` that take a single value (no variance to explain)."""
+    """Indices of the columns of ``z`` that take a single value (no variance to explain).
+
+    Parameters
+    ----------
+    z : (N, d) array-like
+
+    Returns
+    -------
+    list of int: the constant columns, in order (none for an array without rows).
+    """
     z = to_numpy(z)
     return [int(i) for i in np.flatnonzero(np.ptp(z, axis=0) == 0)] if len(z) else []
 

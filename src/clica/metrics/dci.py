@@ -47,8 +47,23 @@ def _classifier(estimator: str, seed):
 
 def importance_matrix(codes_train, factors_train, codes_test, factors_test, estimator: str = "gbt",
                       seed=None) -> tuple[np.ndarray, float, float]:
-    """Fit one classifier per factor on all codes; return the (codes, factors) importances and the mean
-    train and test accuracies. Inputs are checked arrays with discrete factors."""
+    """Fit one classifier per factor on all codes and read off how much each code matters for it.
+
+    Parameters
+    ----------
+    codes_train, factors_train : (N, m) and (N, k) arrays
+        Checked arrays with discrete factors (see :func:`dci`); the classifiers are fitted on them.
+    codes_test, factors_test : (M, m) and (M, k) arrays
+    estimator : {"gbt", "hist"}
+        See :func:`dci`.
+    seed : int, numpy RandomState or None
+        The classifiers' ``random_state``.
+
+    Returns
+    -------
+    (importance, train_accuracy, test_accuracy)
+        The (m, k) absolute feature importances and the accuracies averaged over factors.
+    """
     importance = np.zeros((codes_train.shape[1], factors_train.shape[1]))
     accuracy = np.zeros((factors_train.shape[1], 2))
     for j in range(factors_train.shape[1]):
@@ -72,12 +87,32 @@ def _weighted_one_minus_entropy(importance: np.ndarray) -> float:
 
 
 def disentanglement(importance: np.ndarray) -> float:
-    """DCI disentanglement of a (codes, factors) importance matrix: does each code matter for one factor?"""
+    """DCI disentanglement: does each code matter for one factor only?
+
+    Parameters
+    ----------
+    importance : (m, k) array
+        Importance of each code (row) for each factor (column), from :func:`importance_matrix`.
+
+    Returns
+    -------
+    float in [0, 1]: 1 − the entropy of each code's importances over factors, weighted by the code's share.
+    """
     return _weighted_one_minus_entropy(importance)
 
 
 def completeness(importance: np.ndarray) -> float:
-    """DCI completeness of a (codes, factors) importance matrix: is each factor captured by one code?"""
+    """DCI completeness: is each factor captured by one code only?
+
+    Parameters
+    ----------
+    importance : (m, k) array
+        As :func:`disentanglement`.
+
+    Returns
+    -------
+    float in [0, 1]: 1 − the entropy of each factor's importances over codes, weighted by the factor's share.
+    """
     return _weighted_one_minus_entropy(importance.T)
 
 

@@ -97,6 +97,15 @@ def mutual_information(codes: np.ndarray, factors: np.ndarray) -> np.ndarray:
 
 
 def entropy(factors: np.ndarray) -> np.ndarray:
-    """Entropy (nats) of each discrete column of a samples × dimensions array."""
+    """Entropy (nats) of each discrete column of a samples × dimensions array.
+
+    Parameters
+    ----------
+    factors : (N, k) array of discrete values
+
+    Returns
+    -------
+    (k,) array: H(factor_j) from the empirical frequencies.
+    """
     b, _ = _labels(factors)
     return np.array([-_plogp_sum(np.bincount(c), len(b)) for c in b.T])

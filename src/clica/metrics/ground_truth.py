@@ -33,14 +33,38 @@ class GroundTruthData(Protocol):
 
 
 def random_state(seed) -> np.random.RandomState:
-    """A ``RandomState`` from a seed, or the one given (drawn from in disentanglement_lib's order)."""
+    """A ``RandomState`` from a seed, or the one given (drawn from in disentanglement_lib's order).
+
+    Parameters
+    ----------
+    seed : int, numpy RandomState or None
+
+    Returns
+    -------
+    numpy RandomState: ``seed`` itself when it is one, else a new one seeded with it.
+    """
     return seed if isinstance(seed, np.random.RandomState) else np.random.RandomState(seed)
 
 
 def representations(representation: Representation, batches: Iterator[np.ndarray],
                     chunk: int = 32) -> Iterator[np.ndarray]:
-    """Each batch of observations encoded, as (batch, d) arrays, calling ``representation`` on up to
-    ``chunk`` batches at once (the batches are drawn first, so the random draws keep their order)."""
+    """Each batch of observations encoded, calling ``representation`` on up to ``chunk`` batches at once.
+
+    The batches are drawn first, so the random draws keep their order while the encoder sees larger inputs.
+
+    Parameters
+    ----------
+    representation : callable
+        Observations (n, ...) → representation (n, d).
+    batches : iterator of arrays
+        Observations, one (batch, ...) array at a time.
+    chunk : int
+        How many batches are encoded in one call.
+
+    Returns
+    -------
+    iterator of (batch, d) arrays, one per batch, in order.
+    """
     pending: list[np.ndarray] = []
 
     def flush():

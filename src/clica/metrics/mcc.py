@@ -13,7 +13,21 @@ __all__ = ["correlation_matrix", "MCCResult", "mcc"]
 
 
 def correlation_matrix(z, hz, method: str = "pearson") -> np.ndarray:
-    """k×m matrix of Pearson or Spearman correlations between columns of z and hz (0 for constant columns)."""
+    """Correlations between every column of ``z`` and every column of ``hz``.
+
+    Parameters
+    ----------
+    z : (N, k) array
+        The true latents.
+    hz : (N, m) array
+        The representation, on the same samples.
+    method : {"pearson", "spearman"}
+        Linear correlation, or correlation of ranks (monotone relations score 1 too).
+
+    Returns
+    -------
+    (k, m) array of correlations in [-1, 1]; 0 for a constant column.
+    """
     z = to_numpy(z)
     hz = checked("hz", hz, len(z), "z")
     if method == "spearman":
@@ -44,6 +58,21 @@ def mcc(z, hz, method: str = "pearson") -> MCCResult:
 
     ``hz`` may have more columns than ``z``: each true factor is matched to a
     distinct column and the score averages over the true factors.
+
+    Parameters
+    ----------
+    z : (N, k) array
+        The true latents.
+    hz : (N, m) array, m ≥ k
+        The representation, on the same samples.
+    method : {"pearson", "spearman"}
+        See :func:`correlation_matrix`.
+
+    Returns
+    -------
+    MCCResult
+        The score (1 when each true latent is recovered up to permutation, sign and scale), the matched
+        correlations, the assignment and the |correlation| per true latent.
     """
     corr = correlation_matrix(z, hz, method)
     k, m = corr.shape

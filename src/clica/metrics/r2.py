@@ -30,8 +30,21 @@ class LinearFit:
 def linear_fit(z, hz, train_test_split: bool = False, n_train: int | None = None) -> LinearFit:
     """Fit z ≈ A·hz + b by least squares and score it with R² (averaged over z's dimensions).
 
-    With ``train_test_split`` the map is fitted on the first half and scored on the second; with
-    ``n_train`` it is fitted on the first ``n_train`` rows and scored on the rest.
+    Parameters
+    ----------
+    z : (N, k) array
+        The true latents; a constant column is refused (its R² is undefined).
+    hz : (N, m) array
+        The representation, on the same samples.
+    train_test_split : bool
+        Fit the map on the first half of the rows and score it on the second (else fit and score on all).
+    n_train : int, optional
+        Fit on the first ``n_train`` rows and score on the rest.
+
+    Returns
+    -------
+    LinearFit
+        The mean and per-dimension R², the scored z and its prediction, and the per-dimension error.
     """
     z = to_numpy(z)
     hz = checked("hz", hz, len(z), "z")
@@ -56,5 +69,15 @@ def linear_fit(z, hz, train_test_split: bool = False, n_train: int | None = None
 
 
 def linear_r2(z, hz, train_test_split: bool = False) -> float:
-    """R² of the best affine map from hz to z."""
+    """R² of the best affine map from hz to z: 1 when hz recovers z up to an affine map.
+
+    Parameters
+    ----------
+    z, hz, train_test_split
+        As :func:`linear_fit`.
+
+    Returns
+    -------
+    float: the R² averaged over z's dimensions.
+    """
     return linear_fit(z, hz, train_test_split).r2

@@ -18,7 +18,19 @@ def sap_matrix(codes_train, factors_train, codes_test, factors_test, continuous_
     Discrete factors (the default): the test accuracy of ``LinearSVC(C=0.01, class_weight="balanced")``
     fitted on the train split, one per (code, factor) pair. Continuous factors: the squared
     correlation on the train split (0 for a code of variance ≤ 1e-12); the test split is unused.
-    Inputs are checked arrays.
+
+    Parameters
+    ----------
+    codes_train, factors_train : (N, m) and (N, k) arrays
+        Checked arrays (see :func:`sap`); discrete factors unless ``continuous_factors``.
+    codes_test, factors_test : (M, m) and (M, k) arrays
+    continuous_factors : bool
+    seed : int, numpy RandomState or None
+        The classifiers' ``random_state``.
+
+    Returns
+    -------
+    (m, k) array of scores in [0, 1].
     """
     if continuous_factors:
         c = codes_train - codes_train.mean(axis=0)

@@ -28,7 +28,18 @@ KEYS = {
 
 
 def split(n: int, train_fraction: float) -> int:
-    """Rows in the train split: ⌈n · train_fraction⌉, as disentanglement_lib's ``split_train_test``."""
+    """Rows in the train split, as disentanglement_lib's ``split_train_test``.
+
+    Parameters
+    ----------
+    n : int
+        Rows in all.
+    train_fraction : float in (0, 1)
+
+    Returns
+    -------
+    int: ⌈n · train_fraction⌉, refused unless both splits keep rows (at least 2 to train on).
+    """
     if not 0 < train_fraction < 1:
         raise ValueError(f"train_fraction must be between 0 and 1, got {train_fraction}")
     n_train = math.ceil(n * train_fraction)

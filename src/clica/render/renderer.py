@@ -132,8 +132,8 @@ void main() {
 
 _SHADE_FS = """
 uniform sampler2DShadow u_shadow;
-uniform ivec2 u_sgrid;
-uniform float u_stile;
+uniform ivec2 u_shadow_grid;   // shadow atlas columns, rows
+uniform float u_shadow_tile;   // shadow map size in pixels
 uniform vec3 u_eye;
 uniform vec4 u_material[N_OBJ + 1];   // last: the ground
 uniform float u_spots_on;
@@ -152,20 +152,20 @@ float shadow(int img, int light, mat4 vp, vec3 P, vec3 N) {
     vec3 ndc = c.xyz / c.w;
     if (abs(ndc.x) >= 1.0 || abs(ndc.y) >= 1.0 || ndc.z >= 1.0) return 1.0;
     int tile = img * N_LIGHTS + light;
-    vec2 origin = vec2(tile % u_sgrid.x, u_sgrid.y - 1 - tile / u_sgrid.x) * u_stile;
-    vec2 atlas = vec2(u_sgrid) * u_stile;
-    vec2 px = origin + (ndc.xy * 0.5 + 0.5) * u_stile;
+    vec2 origin = vec2(tile % u_shadow_grid.x, u_shadow_grid.y - 1 - tile / u_shadow_grid.x) * u_shadow_tile;
+    vec2 atlas = vec2(u_shadow_grid) * u_shadow_tile;
+    vec2 px = origin + (ndc.xy * 0.5 + 0.5) * u_shadow_tile;
     float d = ndc.z * 0.5 + 0.5 - {bias};
 #if PCF_TAPS == 4
     float s = 0.0;
     for (int i = 0; i < 4; i++) {
         vec2 off = vec2((i & 1) == 0 ? -0.75 : 0.75, i < 2 ? -0.75 : 0.75);
-        vec2 q = clamp(px + off, origin + 0.5, origin + u_stile - 0.5);
+        vec2 q = clamp(px + off, origin + 0.5, origin + u_shadow_tile - 0.5);
         s += texture(u_shadow, vec3(q / atlas, d));
     }
     return s * 0.25;
 #else
-    vec2 q = clamp(px, origin + 0.5, origin + u_stile - 0.5);
+    vec2 q = clamp(px, origin + 0.5, origin + u_shadow_tile - 0.5);
     return texture(u_shadow, vec3(q / atlas, d));
 #endif
 }
@@ -423,9 +423,10 @@ class Renderer:
             prog["SceneData"].binding = 0
 
         # shadow atlas
-        self.stile = int(min(1024, max(128, 2 * s.image_size)))
-        self.sgrid = _grid(self.capacity * self.n_lights)
-        self.shadow_tex = ctx.depth_texture((self.sgrid[0] * self.stile, self.sgrid[1] * self.stile))
+        self.shadow_tile = int(min(1024, max(128, 2 * s.image_size)))  # one shadow map's size in pixels
+        self.shadow_grid = _grid(self.capacity * self.n_lights)        # its columns, rows: one per image and light
+        self.shadow_tex = ctx.depth_texture((self.shadow_grid[0] * self.shadow_tile,
+                                             self.shadow_grid[1] * self.shadow_tile))
         self.shadow_tex.compare_func = "<="
         self.shadow_tex.repeat_x = self.shadow_tex.repeat_y = False
         self.shadow_fbo = ctx.framebuffer(depth_attachment=self.shadow_tex)
@@ -449,12 +450,12 @@ class Renderer:
             "ground": {"u_grid": self.grid, "u_tile": float(self.size), "u_fwd": tuple(fwd),
                        "u_right": tuple(view[0, :3]), "u_up": tuple(view[1, :3]),
                        "u_tan": math.tan(scene.CAMERA_FOV / 2)},
-            "shadow": {"u_grid": self.sgrid, "u_tile": float(self.stile)},
+            "shadow": {"u_grid": self.shadow_grid, "u_tile": float(self.shadow_tile)},
         }
         # the ground: rubber without the faint highlight (it is seen at grazing angles only)
         materials = [MATERIALS[m] for m in s.material_names] + [(1.0, 0.0, 1.0, 0.0)]
         for name, prog in (("object", self.object_prog), ("ground", self.ground_prog)):
-            uniforms[name].update({"u_sgrid": self.sgrid, "u_stile": float(self.stile),
+            uniforms[name].update({"u_shadow_grid": self.shadow_grid, "u_shadow_tile": float(self.shadow_tile),
                                    "u_eye": tuple(scene.CAMERA_POSITION),
                                    "u_spots_on": 1.0 if s.spotlights else 0.0})
             prog["u_material"].write(np.array(materials, dtype="f4").tobytes())
