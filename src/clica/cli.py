@@ -1,8 +1,9 @@
 """``clica <command>``: a thin dispatcher over the experiment and tool modules.
 
 Each command module exposes ``add_arguments(parser)`` and ``run(args) -> int``.
-User errors (:class:`~clica.errors.ClicaError`) and usage errors (unknown flags,
-bad values) become one line on stderr and exit status 2; Ctrl-C exits with 130 (runs resume from their folder).
+User errors (:class:`~clica.errors.ClicaError`; a :class:`~clica.params.ParameterError` names each
+parameter by its flag) and usage errors (unknown flags, bad values) become one line on stderr and exit
+status 2; Ctrl-C exits with 130 (runs resume from their folder).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import re
 import sys
 
 from .errors import ClicaError
+from .params import ParameterError
 
 # command name -> (module, one-line help)
 COMMANDS = {
@@ -94,6 +96,15 @@ def _innermost_parser(parser: argparse.ArgumentParser, args) -> argparse.Argumen
         parser = subs[0].choices[name]
 
 
+def _flag_of(parser: argparse.ArgumentParser):
+    """``name -> flag``: a parameter's first flag in ``parser`` (``m_p -> --m-p``), else the name itself."""
+    flags = {}
+    for action in parser._actions:
+        if action.option_strings:
+            flags.setdefault(action.dest, action.option_strings[0])
+    return lambda name: flags.get(name, name)
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; with ``command`` only that command's module is imported (fast start-up).
 
@@ -171,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
               f"torchrun run failed or stopped responding ({first})", file=sys.stderr)
         return 2
     except ClicaError as exc:
-        print(f"clica {args.command}: error: {exc}", file=sys.stderr)
+        message = exc.spelled(_flag_of(_innermost_parser(parser, args))) if isinstance(exc, ParameterError) else exc
+        print(f"clica {args.command}: error: {message}", file=sys.stderr)
         return 2
     except OSError as exc:
         # the file system refused (a full disk, a name too long, no permission) where no clica writer said it

@@ -14,12 +14,14 @@ from __future__ import annotations
 import copy
 import numbers
 import os
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions, make_constraint
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from torch import nn
 
@@ -29,6 +31,7 @@ from .errors import ClicaError
 from .metrics import linear_r2, mcc
 from .models import mlp_encoder, norm_layer, to_device
 from .models.conv import ConvEncoderNet
+from .params import ParameterError, literal
 from .runs import (
     atomic_torch_save,
     check_fields,
@@ -53,6 +56,31 @@ VALIDATION_BATCHES = 8      # at most this many batches (8,192 pairs) make one v
 PATIENCE = 5                # n_steps="auto": validations without improvement before training stops
 AUTO_TOL = 1e-3             # ... an improvement is a drop of the validation loss by more than this
 AUTO_MAX_STEPS = 20_000     # ... and it stops here at the latest
+
+
+# what a parameter must be where its constraints do not say it in words (n_jobs: either interval, or None)
+_MUST_BE = {"n_jobs": "None or a non-zero integer (-1: all cores)", "device": "'auto', 'cpu', 'cuda' or a torch.device"}
+# the parameters whose wrong value is "unknown", and what to choose instead
+_CHOOSE = {"conditional": "one of " + ", ".join(map(repr, CONDITIONALS)),
+           "encoder": "'mlp', 'conv' or pass a torch.nn.Module"}
+
+
+def _must_be(name: str, constraints: list) -> str:
+    """``constraints`` (scikit-learn's) in words, as clica's messages say them: "an integer ≥ 2",
+    "a finite number > 0", "a number in [0, 1)", "an integer ≥ 1 or 'auto'" (None, allowed, is left out)."""
+    if name in _MUST_BE:
+        return _MUST_BE[name]
+    words = []
+    for c in constraints:
+        if isinstance(c, StrOptions):
+            words.append(" or ".join(map(repr, sorted(c.options))))
+        elif isinstance(c, Interval) and c.type is Integral:
+            words.append(f"an integer ≥ {c.left}")
+        elif isinstance(c, Interval) and c.right == np.inf:
+            words.append(f"a finite number {'≥' if c.closed == 'left' else '>'} {c.left}")
+        elif isinstance(c, Interval):
+            words.append(f"a number in [{c.left}, {c.right})")
+    return " or ".join(words)
 
 
 def _one_line(text: str) -> str:
@@ -339,66 +367,53 @@ class ContrastiveICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
     # ------------------------------------------------------------------ checks
 
-    def _check_params(self) -> None:
-        def integer(name, low):
-            v = getattr(self, name)
-            if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < low:
-                raise ValueError(f"{name} must be an integer ≥ {low}, got {v!r}")
+    _parameter_constraints: dict = {
+        "conditional": [StrOptions(set(CONDITIONALS))],
+        "encoder": [StrOptions(set(ENCODERS)), nn.Module],
+        "n_components": [Interval(Integral, 1, None, closed="left"), None],
+        "max_delta_t": [Interval(Integral, 1, None, closed="left")],
+        "n_steps": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        "batch_size": [Interval(Integral, 2, None, closed="left")],
+        "n_init": [Interval(Integral, 1, None, closed="left")],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "n_jobs": [Interval(Integral, None, -1, closed="right"), Interval(Integral, 1, None, closed="left"), None],
+        "temperature": [Interval(Real, 0, np.inf, closed="neither")],
+        "learning_rate": [Interval(Real, 0, np.inf, closed="neither")],
+        "self_weight": [Interval(Real, 0, np.inf, closed="left")],
+        "hidden_units": "no_validation",  # checked with the encoder that uses it, in _validate_params
+        "device": [str, torch.device],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
 
-        def positive(name, allow_zero=False):
-            v = getattr(self, name)
-            ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and np.isfinite(v) and (
-                v >= 0 if allow_zero else v > 0)
-            if not ok:
-                raise ValueError(f"{name} must be a finite number {'≥ 0' if allow_zero else '> 0'}, got {v!r}")
-
-        if not (isinstance(self.conditional, str) and self.conditional in CONDITIONALS):
-            raise ValueError(f"unknown conditional {self.conditional!r}; "
-                             f"choose one of {', '.join(map(repr, CONDITIONALS))}")
-        if not isinstance(self.encoder, nn.Module) and not (isinstance(self.encoder, str) and self.encoder in ENCODERS):
-            raise ValueError(f"unknown encoder {self.encoder!r}; choose 'mlp', 'conv' or pass a torch.nn.Module")
-        if self.n_components is not None:
-            integer("n_components", 1)
+    def _validate_params(self) -> None:
+        """scikit-learn's check of ``_parameter_constraints`` (a bool is no number here), worded as one
+        line that names the parameter (``batch_size must be an integer ≥ 2, got 1``), then the checks
+        across parameters."""
+        for name, constraints in self._parameter_constraints.items():
+            value = getattr(self, name)
+            if constraints == "no_validation" or any(
+                    make_constraint(c).is_satisfied_by(value) and not (isinstance(value, bool) and isinstance(
+                        c, Interval)) for c in constraints):
+                continue
+            if name in _CHOOSE:
+                raise ParameterError(f"unknown {{}} {literal(repr(value))}; choose {literal(_CHOOSE[name])}", name)
+            raise ParameterError.of(name, f"must be {_must_be(name, constraints)}, got {value!r}")
         if self.encoder == "conv" and self.n_components is None:
             raise ValueError("encoder='conv' needs n_components (the number of sources to recover)")
-        integer("max_delta_t", 1)
-        ns = self.n_steps
-        if not (ns == "auto" if isinstance(ns, str) else isinstance(ns, numbers.Integral) and not isinstance(
-                ns, bool) and ns >= 1):
-            raise ValueError(f"n_steps must be an integer ≥ 1 or 'auto', got {ns!r}")
-        integer("batch_size", 2)
-        integer("n_init", 1)
-        v = self.validation_fraction
-        if not (isinstance(v, numbers.Real) and not isinstance(v, bool) and 0 <= v < 1):
-            raise ValueError(f"validation_fraction must be a number in [0, 1), got {v!r}")
-        if v == 0 and (self.n_steps == "auto" or self.n_init > 1):
+        if self.validation_fraction == 0 and (self.n_steps == "auto" or self.n_init > 1):
             raise ValueError(f"{'n_steps=auto' if self.n_steps == 'auto' else f'n_init={self.n_init}'} chooses by the "
                              "validation loss: it needs validation_fraction > 0")
-        if self.n_jobs is not None and not (isinstance(self.n_jobs, numbers.Integral) and not isinstance(
-                self.n_jobs, bool) and self.n_jobs != 0):
-            raise ValueError(f"n_jobs must be None or a non-zero integer (-1: all cores), got {self.n_jobs!r}")
-        positive("temperature")
-        positive("learning_rate")
-        positive("self_weight", allow_zero=True)
         if self.encoder == "mlp":
             hu = self.hidden_units
             if not (isinstance(hu, (list, tuple)) and all(isinstance(w, numbers.Integral) and not isinstance(w, bool)
                                                           and w >= 1 for w in hu)):
-                raise ValueError(f"hidden_units must be a tuple of positive integers, got {hu!r}")
+                raise ParameterError.of("hidden_units", f"must be a tuple of positive integers, got {hu!r}")
         self._device()
 
     def _device(self) -> torch.device:
-        d = self.device
-        if isinstance(d, torch.device):
-            d = str(d)
-        if not isinstance(d, str):
-            raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or a torch.device, got {d!r}")
-        try:
-            return resolve_device(None if d == "auto" else d)
-        except ClicaError as exc:
-            raise ValueError(_one_line(str(exc).replace("--device", "device"))) from None
-        except RuntimeError as exc:  # torch.device("nonsense")
-            raise ValueError(f"device {d!r} is not a torch device: {_one_line(exc)}") from None
+        """The torch device of ``device`` (a str or torch.device, see ``_parameter_constraints``)."""
+        return resolve_device(None if self.device == "auto" else str(self.device))
 
     def _sequence_ndim(self) -> int:
         """Dimensions of one sequence's array (frames × sample dims) when X is a list of sequences."""
@@ -545,7 +560,7 @@ class ContrastiveICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         X_positive : array of X's shape, optional: explicit positives, row by row.
         groups : array of N sequence ids, optional: X holds several sequences.
         """
-        self._check_params()
+        self._validate_params()
         X, Xp, seqs = self._pair_data(X, X_positive, groups)
         n_pairs = len(X) if seqs is None else len(seqs)
         if n_pairs < 2:
@@ -874,7 +889,7 @@ class ContrastiveICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             params["device"] = str(device)
         est = cls(**params)
         try:
-            est._check_params()
+            est._validate_params()
         except ValueError as exc:
             raise ClicaError(f"cannot load {path}: {exc}") from None
         fitted = state["fitted"]

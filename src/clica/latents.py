@@ -13,6 +13,7 @@ from typing import Sequence
 import torch
 
 from .errors import ClicaError
+from .params import Interval, ParameterError, check, literal
 from .spaces import Box, Space, Sphere
 
 __all__ = [
@@ -71,22 +72,55 @@ def _lp_family(p: float, param: float):
 
 
 def marginal_from_p(p: float, param: float = 1.0):
-    """The original's ``--m-p`` code: 0 uniform, 1 Laplace, 2 normal, else generalised normal."""
-    if p < 0:
-        raise ClicaError(f"--m-p must be ≥ 0, got {p}")
+    """The marginal p(z) of the original's ``m_p`` code.
+
+    Parameters
+    ----------
+    p : float
+        0 uniform, 1 Laplace, 2 normal, any other p ≥ 0 a generalised normal of exponent p.
+    param : float, default=1.0
+        The scale of a non-uniform marginal (positive; unused for the uniform one).
+
+    Returns
+    -------
+    Uniform, Laplace, Normal or GeneralizedNormal
+        The distribution; :class:`LatentSpace` centres it on its space.
+
+    Raises
+    ------
+    ParameterError
+        A ``ValueError`` naming ``m_p`` or ``m_param``.
+    """
+    check("m_p", p, Interval(float, 0))
     if p != 0 and not param > 0:
-        raise ClicaError(f"the marginal's scale (--m-param) must be positive, got {param}")
+        raise ParameterError(f"the marginal's scale ({{}}) must be positive, got {param}", "m_param")
     return Uniform() if p == 0 else _lp_family(p, param)
 
 
 def conditional_from_p(p: float, param: float = 0.05):
-    """The original's ``--c-p`` code: 0 vMF (κ = param), 1 Laplace, 2 normal, else generalised normal
-    (:func:`clica.conditionals.by_code`)."""
+    """The conditional p(z~ | z) of the original's ``c_p`` code.
+
+    Parameters
+    ----------
+    p : float
+        0 von Mises–Fisher (sphere only), 1 Laplace, 2 normal, any other p ≥ 0 a generalised normal.
+    param : float, default=0.05
+        The scale of an Lp conditional, or the concentration κ of the vMF one (positive).
+
+    Returns
+    -------
+    VonMisesFisher, Laplace, Normal or GeneralizedNormal
+        The distribution of a positive around its anchor z.
+
+    Raises
+    ------
+    ParameterError
+        A ``ValueError`` naming ``c_p`` or ``c_param``.
+    """
     from .conditionals import by_code  # the table of conditionals is built on this module
-    if p < 0:
-        raise ClicaError(f"--c-p must be ≥ 0, got {p}")
+    check("c_p", p, Interval(float, 0))
     if not param > 0:
-        raise ClicaError(f"the conditional's parameter (--c-param) must be positive, got {param}")
+        raise ParameterError(f"the conditional's parameter ({{}}) must be positive, got {param}", "c_param")
     return by_code(p).distribution(param)
 
 
@@ -99,19 +133,33 @@ def _marginal_centre(space: Space) -> torch.Tensor:
 
 
 class LatentSpace:
-    """A space with a marginal p(z) and a conditional p(z~ | z)."""
+    """A space with a marginal p(z) and a conditional p(z~ | z).
+
+    Parameters
+    ----------
+    space : Space
+        A :mod:`~clica.spaces` space: a box, a sphere or R^n.
+    marginal : distribution, default=Uniform()
+        p(z); a uniform one needs a bounded space, a vMF one the sphere.
+    conditional : distribution, default=Normal(0.05)
+        p(z~ | z); a vMF one needs the sphere.
+
+    Raises
+    ------
+    ParameterError
+        A ``ValueError`` naming ``space_type``, ``c_p`` or ``m_p`` when space and distributions do not fit.
+    """
 
     def __init__(self, space: Space, marginal=Uniform(), conditional=Normal(0.05)):
         if isinstance(conditional, VonMisesFisher) and not isinstance(space, Sphere):
-            raise ClicaError(
-                f"the von Mises–Fisher conditional lives on the sphere, not on {space.describe()}; "
-                "use --space-type sphere or an Lp conditional (--c-p 1, 2, …)"
-            )
+            raise ParameterError(
+                f"the von Mises–Fisher conditional lives on the sphere, not on {literal(space.describe())}; "
+                "use {} sphere or an Lp conditional ({} 1, 2, …)", "space_type", "c_p")
         if isinstance(marginal, VonMisesFisher) and not isinstance(space, Sphere):
             raise ClicaError(f"a von Mises–Fisher marginal lives on the sphere, not on {space.describe()}")
         if isinstance(marginal, Uniform) and not isinstance(space, (Box, Sphere)):
-            raise ClicaError(f"there is no uniform marginal on {space.describe()}; "
-                             "use a non-uniform marginal (--m-p 1, 2, …) or a bounded space")
+            raise ParameterError(f"there is no uniform marginal on {literal(space.describe())}; "
+                                 "use a non-uniform marginal ({} 1, 2, …) or a bounded space", "m_p")
         self.space, self.marginal, self.conditional = space, marginal, conditional
 
     @property
@@ -119,13 +167,55 @@ class LatentSpace:
         return self.space.dim
 
     def sample_marginal(self, size: int, generator=None, device=None) -> torch.Tensor:
+        """Latents z ~ p(z).
+
+        Parameters
+        ----------
+        size : int
+            Number of samples.
+        generator : torch.Generator, optional
+            The source of randomness (torch's global one if None).
+        device : torch.device or str, optional
+            Where the samples are made (the CPU if None).
+
+        Returns
+        -------
+        torch.Tensor
+            ``size`` × ``dim`` latents.
+        """
         centre = _marginal_centre(self.space).to(device or "cpu")
         return self.marginal.sample(self.space, centre, size, generator=generator, device=device)
 
     def sample_conditional(self, z: torch.Tensor, generator=None) -> torch.Tensor:
+        """Positives z~ ~ p(z~ | z), one per row of ``z``.
+
+        Parameters
+        ----------
+        z : torch.Tensor
+            N × ``dim`` anchors; the positives are made on its device.
+        generator : torch.Generator, optional
+            The source of randomness.
+
+        Returns
+        -------
+        torch.Tensor
+            N × ``dim`` positives.
+        """
         return self.conditional.sample(self.space, z, len(z), generator=generator, device=z.device)
 
     def sample_pair(self, size: int, generator=None, device=None):
+        """Anchors and their positives: :meth:`sample_marginal`, then :meth:`sample_conditional`.
+
+        Parameters
+        ----------
+        size, generator, device
+            As for :meth:`sample_marginal`.
+
+        Returns
+        -------
+        tuple of torch.Tensor
+            (z, z~), each ``size`` × ``dim``.
+        """
         z = self.sample_marginal(size, generator=generator, device=device)
         return z, self.sample_conditional(z, generator=generator)
 
@@ -134,7 +224,14 @@ class LatentSpace:
 
 
 class ProductLatentSpace:
-    """Independent latent spaces side by side; samples are concatenated along the last axis."""
+    """Independent latent spaces side by side; samples are concatenated along the last axis.
+
+    Parameters
+    ----------
+    parts : sequence of LatentSpace
+        At least one; ``sample_marginal``, ``sample_conditional`` and ``sample_pair`` take and
+        return what :class:`LatentSpace`'s do, with the parts' columns side by side.
+    """
 
     def __init__(self, parts: Sequence[LatentSpace]):
         if not parts:
@@ -146,6 +243,13 @@ class ProductLatentSpace:
         return sum(p.dim for p in self.parts)
 
     def slices(self) -> list[slice]:
+        """The columns of each part, in order.
+
+        Returns
+        -------
+        list of slice
+            One per part.
+        """
         out, start = [], 0
         for p in self.parts:
             out.append(slice(start, start + p.dim))

@@ -40,6 +40,7 @@ from ..errors import ClicaError
 from ..metrics import mcc
 from ..models import norm_layer, to_device
 from ..models.conv import ConvEncoderNet, ConvVAE
+from ..params import Interval, Options, ParameterError, check
 from ..resources import require_memory, require_per_core
 from ..runs import (
     EVALUATION_SEED,
@@ -53,7 +54,7 @@ from ..runs import (
 )
 from ..slowvae import SlowVAELoss
 from ..training import Solver, require_finite
-from .flags import config_class
+from .config import Config, flag
 from .skeleton import Experiment, Session
 
 DESCRIPTION = (
@@ -74,12 +75,8 @@ METRICS = {"mcc": "mcc", "mig": "mig", "dci": "dci", "sap_score": "sap", "modula
            "beta_vae_sklearn": "beta_vae", "factor_vae_metric": "factor_vae"}
 GENERATOR_METRICS = ("beta_vae", "factor_vae")  # need a ground-truth generator: the factor datasets have one
 SUPPORTED_DATASETS = DATASETS
-# flags that only mean something for the factor datasets: an error when given with kittimasks
-FACTOR_DATASET_FLAGS = {
-    "data_distribution": "--data-distribution",
-    "rate_data": "--rate-data",
-    "data_k": "--data-k",
-}
+# settings that only mean something for the factor datasets: an error when given with kittimasks
+FACTOR_DATASET_SETTINGS = ("data_distribution", "rate_data", "data_k")
 # what a checkpoint holds: ours, and the original's (model and optimiser states only)
 CHECKPOINT_FIELDS = {"model_states": dict, "model_states.net": dict}
 CHECKPOINT_OPTIONAL = {"iter": int, "optim_states": dict, "optim_states.optim": dict, "loader": dict,
@@ -91,151 +88,258 @@ RUN_DEFINING = ("model", "box_norm", "p", "beta", "gamma", "rate_prior", "betava
                 "data_distribution", "rate_data", "data_k", "natural_discrete")
 
 
-class _Given(argparse.Action):
-    """Store the value and remember that the flag was given on the command line."""
+# --------------------------------------------------------------------------- the config and its checks
 
-    def __init__(self, option_strings, dest, const=None, nargs=None, **kwargs):
-        self._flag = const is not None
-        super().__init__(option_strings, dest, nargs=0 if self._flag else nargs, const=const, **kwargs)
+def check_dataset_flags(args) -> None:
+    """Each dataset flag given means something for ``--dataset``."""
+    given = getattr(args, "_given", set())
+    if "natural_discrete" in given and args.dataset != "natural":
+        raise ParameterError(f"{{}} concerns Natural Sprites only ({{}} natural), not {args.dataset}",
+                             "natural_discrete", "dataset")
+    if args.dataset in ("kittimasks", "natural"):
+        for name in FACTOR_DATASET_SETTINGS:
+            if name in given:
+                raise ParameterError(f"{{}} concerns the factor datasets (dsprites, shapes3d, ...); {args.dataset} "
+                                     "pairs are consecutive video frames, so remove it", name)
+    if "kitti_max_delta_t" in given and args.dataset != "kittimasks":
+        raise ParameterError(f"{{}} concerns KITTI Masks only, not {{}} {args.dataset}; remove it",
+                             "kitti_max_delta_t", "dataset")
+    if args.dataset in ("kittimasks", "natural"):
+        return
+    check("data_distribution", args.data_distribution,
+          Options(("laplace", "uniform"), says="must be laplace or uniform, got {value!r}"))
+    if args.data_distribution == "laplace" and "data_k" in given:
+        raise ParameterError("{} sets the uniform transition's number of changing factors; with {} laplace use {}, "
+                             "or give {} uniform", "data_k", "data_distribution", "rate_data", "data_distribution")
+    if args.data_distribution == "uniform" and "rate_data" in given:
+        raise ParameterError("{} sets the laplace transition's rate; with {} uniform use {}, or give {} laplace",
+                             "rate_data", "data_distribution", "data_k", "data_distribution")
+    if not (args.rate_data == -1 or args.rate_data > 0):
+        raise ParameterError.of("rate_data", f"must be positive or -1 (a random rate per pair), got {args.rate_data}")
+    if not (args.data_k == -1 or args.data_k >= 1):
+        raise ParameterError.of("data_k", f"must be -1 (random) or at least 1, got {args.data_k}")
 
-    def __call__(self, parser, namespace, values, option_string=None):
-        setattr(namespace, self.dest, self.const if self._flag else values)
-        given = set(getattr(namespace, "_given", set()))
-        given.add(self.dest)
-        namespace._given = given
+
+def _pairs(args) -> None:
+    if args.batch_size < 2 or args.batch_size % 2:
+        raise ParameterError.of("batch_size", f"must be an even number ≥ 2 (pairs of frames), got {args.batch_size}")
+
+
+def _factors(args) -> None:
+    factors = dataset_shape(args.dataset)[1]
+    if args.z_dim < factors:
+        raise ParameterError.of("z_dim", f"must be at least {factors} (the number of true factors), got {args.z_dim}")
+
+
+def _whole_max_iter(args) -> None:
+    if args.max_iter < 1 or args.max_iter != int(args.max_iter):
+        raise ParameterError.of("max_iter", f"must be a positive whole number, got {args.max_iter}")
+
+
+def _threads(args) -> None:
+    require_per_core(args.threads, "--threads", " (torch's default)")
+
+
+def _memory(args) -> None:
+    """A low estimate, before anything is allocated: the batches made ahead and in use (64×64 floats) with
+    ten times as much for the activations, the weights mapping to and from z (with gradients, Adam), and
+    an evaluation's frame indices, factors and codes (float64)."""
+    batch = args.batch_size * 64 * 64 * 4 * dataset_shape(args.dataset)[0]
+    evaluation = max(args.n_eval_samples, args.log_mcc) * 8 * (1 + 3 + 2 * args.z_dim)
+    require_memory((args.num_workers + 11) * batch + 4 * 2 * 257 * args.z_dim * 4 + evaluation,
+                   f"--batch-size {args.batch_size} with --num-workers {args.num_workers}, --z-dim {args.z_dim}, "
+                   f"--n-eval-samples {args.n_eval_samples} and --log-mcc {args.log_mcc}", "lower them")
+
+
+def _sweeps(args) -> None:
+    if args.random_search and args.betavae and not args.search_beta:
+        raise ParameterError("{} with {} searches nothing unless {} is given", "random_search", "betavae",
+                             "search_beta")
+    if (args.random_search or args.random_seeds) and args.evaluate:
+        raise ParameterError("{} cannot be combined with {} or {}", "evaluate", "random_search", "random_seeds")
+    if args.random_search and args.random_seeds:
+        raise ParameterError("choose one of {} and {}", "random_search", "random_seeds")
+
+
+def _metrics(args) -> None:
+    specified_metrics(args.specify, args.dataset)
+
+
+POSITIVE = Interval(float, 0, closed="neither")
+AT_LEAST_1 = Interval(int, 1, says="must be at least 1, got {value}")
+SLOWVAE_WEIGHT = Interval(float, 0, says="must be ≥ 0 (a weight of the SlowVAE loss), got {value}")
+ADAM_DECAY = Interval(float, 0, 1, says="must be in [0, 1) (an Adam moment's decay), got {value}")
+
+
+@dataclass
+class KittiConfig(Config):
+    """Every setting of a KITTI Masks run: one field per flag of ``clica kitti`` (the original
+    ``main_kitti.py`` flags and ours), with the same defaults. Run it with :func:`run_kitti`;
+    ``KittiConfig.from_dict(json.load(...))`` rebuilds a run's config.json."""
+
+    box_norm: int = flag(
+        "--box-norm", default=0, type=int, checks=(Options((0, 1)),),
+        help="1: learnable box output (sigmoid times a learnable width per dimension)")
+    p: float = flag(
+        "--p", "--lp-exponent", default=1, type=float, checks=(POSITIVE,),
+        help="exponent of the Lp InfoNCE loss (1: Laplace conditional); under torchrun write "
+             "--lp-exponent (torchrun's own parser takes --p for an abbreviation of its options)")
+    experiment_dir: str = flag(
+        "--experiment-dir", default="", type=str,
+        help="specify path; empty: <data>/<p>_<box-norm>, or <data>/slowvae_<beta>_<gamma>_<rate-prior> "
+             "for SlowVAE, where <data> is kittimasks_<max-delta-t>, <dataset>_laplace_<rate-data>, "
+             "<dataset>_uniform_<data-k>, natural or natural_discrete")
+    evaluate: bool = flag(
+        "--evaluate", default=False,
+        help="evaluate the checkpoint --ckpt-name instead of training; the frames and the noise "
+             "rows come from a fixed seed (0, as after training), so every call prints the same MCC")
+    specify: str = flag(
+        "--specify", default="", type=str,
+        help="use argument to only compute a subset of metrics: the original's names "
+             f"({', '.join(METRICS)}), '_'-separated; a metric is computed when a part occurs in "
+             "its name, e.g. mcc_mig_dci. Empty: MCC only. MCC is always computed (the summary); "
+             "the others go to evaluation/<ckpt-name>/disentanglement.json. "
+             "beta_vae_sklearn and factor_vae_metric (disentanglement_lib's settings: slow on a CPU) need "
+             "a data generator: the factor datasets, not kittimasks")
+    random_search: bool = flag(
+        "--random-search", default=False,
+        help="random search: --num_runs draws of seed and SlowVAE beta/gamma/rate-prior as the original")
+    random_seeds: bool = flag(
+        "--random-seeds", default=False,
+        help="train --num_runs random seeds (drawn from --seed) and report MCC mean ± std")
+    seed: int = flag(
+        "--seed", default=2, type=int,
+        help="random seed")
+    beta: float = flag(
+        "--beta", default=1, type=float, checks=(SLOWVAE_WEIGHT,),
+        help="SlowVAE: weight for kl to normal")
+    gamma: float = flag(
+        "--gamma", default=10, type=float, checks=(SLOWVAE_WEIGHT,),
+        help="SlowVAE: weight for kl to laplace")
+    rate_prior: float = flag(
+        "--rate-prior", default=6, type=float, checks=(POSITIVE,),
+        help="SlowVAE: rate (or inverse scale) for prior laplace (larger -> sparser)")
+    data_distribution: str = flag(
+        "--data-distribution", default="laplace", type=str,
+        help="(laplace, uniform) how the second image of a pair differs from the first (not for "
+             "kittimasks): laplace: every non-categorical factor index takes a discretised Laplace "
+             "step of scale log(factor size)/--rate-data, at least one factor changes; uniform: "
+             "--data-k factors change to another value. Categorical factors (shape) never change")
+    rate_data: float = flag(
+        "--rate-data", default=1, type=float,
+        help="rate (or inverse scale) for data laplace (larger -> sparser). (-1 = rand: a rate "
+             "uniform in [1, 10) per pair)")
+    data_k: int = flag(
+        "--data-k", default=-1, type=int,
+        help="k for data uniform (-1 = rand: 1 to the number of non-categorical factors, per pair)")
+    betavae: bool = flag(
+        "--betavae", default=False,
+        help="SlowVAE: standard beta-VAE training (gamma=0)")
+    search_beta: bool = flag(
+        "--search-beta", default=False,
+        help="random search also over beta")
+    output_dir: str = flag(
+        "--output-dir", default="outputs", type=str,
+        help="output directory; each seed's run folder OUTPUT_DIR/<experiment-dir>/<seed> must be new, "
+             "empty, or a clica kitti run (resumed)")
+    log_dir: str = flag(
+        "--log-dir", default="logs", type=str,
+        help="TensorBoard log directory (with --use-writer)")
+    ckpt_dir: str = flag(
+        "--ckpt-dir", default="checkpoints", type=str,
+        help="checkpoint directory")
+    max_iter: float = flag(
+        "--max-iter", default=300000, type=float,
+        help="maximum training iteration")
+    dataset: str = flag(
+        "--dataset", default="kittimasks", type=str,
+        checks=(Options(SUPPORTED_DATASETS, says="{value} is not one of " + ", ".join(SUPPORTED_DATASETS)),),
+        help="dataset name (dsprites, cars3d, smallnorb, shapes3d, mpi3d, kittimasks, natural); the "
+             "published files in --data-dir, see docs/kitti.md")
+    batch_size: int = flag(
+        "--batch-size", default=64, type=int,
+        help="batch size in images (batch-size/2 pairs)")
+    num_workers: int = flag(
+        "--num-workers", default=2, type=int, checks=(Interval(int, 0),),
+        help="batches prepared ahead by a background thread (0: in the training thread)")
+    image_size: int = flag(
+        "--image-size", default=64, type=int,
+        checks=(Options((64,), says="{value}: only 64 (64×64 masks) is supported"),),
+        help="image size. now only (64,64) is supported")
+    use_writer: bool = flag(
+        "--use-writer", default=False,
+        help="log to TensorBoard in --log-dir")
+    z_dim: int = flag(
+        "--z-dim", default=10, type=int,
+        help="dimension of the representation z")
+    lr: float = flag(
+        "--lr", default=1e-4, type=float, checks=(POSITIVE,),
+        help="learning rate")
+    beta1: float = flag(
+        "--beta1", default=0.9, type=float, checks=(ADAM_DECAY,),
+        help="Adam optimizer beta1")
+    beta2: float = flag(
+        "--beta2", default=0.999, type=float, checks=(ADAM_DECAY,),
+        help="Adam optimizer beta2")
+    ckpt_name: str = flag(
+        "--ckpt-name", default="last", type=str,
+        help="checkpoint to resume from or evaluate ('last' or an iteration number)")
+    log_step: int = flag(
+        "--log-step", default=1000, type=int, checks=(AT_LEAST_1,),
+        help="number of iterations after which the loss is logged")
+    save_step: int = flag(
+        "--save-step", default=10000, type=int, checks=(AT_LEAST_1,),
+        help="number of iterations after which the 'last' checkpoint is saved")
+    kitti_max_delta_t: int = flag(
+        "--kitti-max-delta-t", default=1, type=int, checks=(AT_LEAST_1,),
+        help="max t difference between frames sampled from kitti data loader (kittimasks only)")
+    natural_discrete: bool = flag(
+        "--natural-discrete", default=False,
+        help="discretize natural sprites (x, y, area to 32, 32, 6 histogram bins; --dataset natural)")
+    verbose: bool = flag(
+        "--verbose", default=False,
+        help="print evaluation details")
+    cuda: bool = flag(
+        "--cuda", default=False,
+        help="use CUDA (an error when none is available)")
+    num_runs: int = flag(
+        "--num_runs", default=10, type=int, checks=(AT_LEAST_1,),
+        help="runs for --random-seeds / --random-search")
+    data_dir: str | None = flag(
+        "--data-dir", default=None, type=str,
+        help="folder holding the dataset's published file(s) ("
+             + ", ".join([PICKLE_NAME, *(s.files[0] if s.files else f"the {s.title} .mat files"
+             for s in SPECS.values()), CSV_NAME])
+             + "), or the file itself (default: $CLICA_DATA_DIR, else ./data/kitti, or for the other "
+             "datasets the original's folders "
+             + ", ".join(f"./{d}" for d in [*(s.default_dir for s in SPECS.values()), NATURAL_DIR]) + ")")
+    model: str = flag(
+        "--model", default="contrastive", choices=("contrastive", "slowvae"),
+        help="contrastive: Lp InfoNCE encoder; slowvae: the SlowVAE baseline")
+    augment: bool = flag(
+        "--augment", default=False,
+        off=("--no-augment", "no augmentation: the default; kept so that older commands still run"),
+        help="augment pairs with a random affine + horizontal flip (off by default: the "
+             "original never switched it on, and the paper trains without it)")
+    correlation: str = flag(
+        "--correlation", default="spearman", choices=("spearman", "pearson"),
+        help="correlation used by MCC (the original: spearman)")
+    n_eval_samples: int = flag(
+        "--n-eval-samples", default=10_000, type=int, checks=(AT_LEAST_1,),
+        help="frames used for MCC")
+    threads: int = flag(
+        "--threads", default=0, type=int,
+        help="torch CPU threads (0: torch's default)")
+    log_mcc: int = flag(
+        "--log-mcc", default=0, type=int, metavar="N",
+        checks=(Interval(int, 0, says="must be ≥ 0 (0: off), got {value}"),),
+        help="also log MCC on N frames at every log step (0: off)")
+
+    checks = (check_dataset_flags, _pairs, _factors, _whole_max_iter, _threads, _memory, _sweeps, _metrics)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    # --- the original main_kitti.py flags: same names, same defaults ---
-    p.add_argument("--box-norm", type=int, default=0,
-                   help="1: learnable box output (sigmoid times a learnable width per dimension)")
-    p.add_argument("--p", "--lp-exponent", dest="p", type=float, default=1,
-                   help="exponent of the Lp InfoNCE loss (1: Laplace conditional); under torchrun write "
-                        "--lp-exponent (torchrun's own parser takes --p for an abbreviation of its options)")
-    p.add_argument("--experiment-dir", type=str, default="",
-                   help="specify path; empty: <data>/<p>_<box-norm>, or <data>/slowvae_<beta>_<gamma>_<rate-prior> "
-                        "for SlowVAE, where <data> is kittimasks_<max-delta-t>, <dataset>_laplace_<rate-data>, "
-                        "<dataset>_uniform_<data-k>, natural or natural_discrete")
-    p.add_argument("--evaluate", action="store_true",
-                   help="evaluate the checkpoint --ckpt-name instead of training; the frames and the noise "
-                        "rows come from a fixed seed (0, as after training), so every call prints the same MCC")
-    p.add_argument("--specify", type=str, default="",
-                   help="use argument to only compute a subset of metrics: the original's names "
-                        f"({', '.join(METRICS)}), '_'-separated; a metric is computed when a part occurs in "
-                        "its name, e.g. mcc_mig_dci. Empty: MCC only. MCC is always computed (the summary); "
-                        "the others go to evaluation/<ckpt-name>/disentanglement.json. "
-                        "beta_vae_sklearn and factor_vae_metric (disentanglement_lib's settings: slow on a CPU) need "
-                        "a data generator: the factor datasets, not kittimasks")
-    p.add_argument("--random-search", action="store_true",
-                   help="random search: --num_runs draws of seed and SlowVAE beta/gamma/rate-prior as the original")
-    p.add_argument("--random-seeds", action="store_true",
-                   help="train --num_runs random seeds (drawn from --seed) and report MCC mean ± std")
-    p.add_argument("--seed", type=int, default=2, help="random seed")
-    p.add_argument("--beta", type=float, default=1, help="SlowVAE: weight for kl to normal")
-    p.add_argument("--gamma", type=float, default=10, help="SlowVAE: weight for kl to laplace")
-    p.add_argument("--rate-prior", type=float, default=6,
-                   help="SlowVAE: rate (or inverse scale) for prior laplace (larger -> sparser)")
-    p.add_argument("--data-distribution", type=str, default="laplace", action=_Given,
-                   help="(laplace, uniform) how the second image of a pair differs from the first (not for "
-                        "kittimasks): laplace: every non-categorical factor index takes a discretised Laplace "
-                        "step of scale log(factor size)/--rate-data, at least one factor changes; uniform: "
-                        "--data-k factors change to another value. Categorical factors (shape) never change")
-    p.add_argument("--rate-data", type=float, default=1, action=_Given,
-                   help="rate (or inverse scale) for data laplace (larger -> sparser). (-1 = rand: a rate "
-                        "uniform in [1, 10) per pair)")
-    p.add_argument("--data-k", type=int, default=-1, action=_Given,
-                   help="k for data uniform (-1 = rand: 1 to the number of non-categorical factors, per pair)")
-    p.add_argument("--betavae", action="store_true", help="SlowVAE: standard beta-VAE training (gamma=0)")
-    p.add_argument("--search-beta", action="store_true", help="random search also over beta")
-    p.add_argument("--output-dir", type=str, default="outputs",
-                   help="output directory; each seed's run folder OUTPUT_DIR/<experiment-dir>/<seed> must be new, "
-                        "empty, or a clica kitti run (resumed)")
-    p.add_argument("--log-dir", type=str, default="logs", help="TensorBoard log directory (with --use-writer)")
-    p.add_argument("--ckpt-dir", type=str, default="checkpoints", help="checkpoint directory")
-    p.add_argument("--max-iter", type=float, default=300000, help="maximum training iteration")
-    p.add_argument("--dataset", type=str, default="kittimasks",
-                   help="dataset name (dsprites, cars3d, smallnorb, shapes3d, mpi3d, kittimasks, natural); the "
-                        "published files in --data-dir, see docs/kitti.md")
-    p.add_argument("--batch-size", type=int, default=64, help="batch size in images (batch-size/2 pairs)")
-    p.add_argument("--num-workers", type=int, default=2,
-                   help="batches prepared ahead by a background thread (0: in the training thread)")
-    p.add_argument("--image-size", type=int, default=64, help="image size. now only (64,64) is supported")
-    p.add_argument("--use-writer", action="store_true", help="log to TensorBoard in --log-dir")
-    p.add_argument("--z-dim", type=int, default=10, help="dimension of the representation z")
-    p.add_argument("--lr", type=float, default=1e-4, help="learning rate")
-    p.add_argument("--beta1", type=float, default=0.9, help="Adam optimizer beta1")
-    p.add_argument("--beta2", type=float, default=0.999, help="Adam optimizer beta2")
-    p.add_argument("--ckpt-name", type=str, default="last",
-                   help="checkpoint to resume from or evaluate ('last' or an iteration number)")
-    p.add_argument("--log-step", type=int, default=1000, help="number of iterations after which the loss is logged")
-    p.add_argument("--save-step", type=int, default=10000,
-                   help="number of iterations after which the 'last' checkpoint is saved")
-    p.add_argument("--kitti-max-delta-t", type=int, default=1, action=_Given,
-                   help="max t difference between frames sampled from kitti data loader (kittimasks only)")
-    p.add_argument("--natural-discrete", action=_Given, const=True, default=False,
-                   help="discretize natural sprites (x, y, area to 32, 32, 6 histogram bins; --dataset natural)")
-    p.add_argument("--verbose", action="store_true", help="print evaluation details")
-    p.add_argument("--cuda", action="store_true", help="use CUDA (an error when none is available)")
-    p.add_argument("--num_runs", type=int, default=10, help="runs for --random-seeds / --random-search")
-    # --- clica additions ---
-    p.add_argument("--data-dir", type=str, default=None,
-                   help="folder holding the dataset's published file(s) ("
-                        + ", ".join([PICKLE_NAME, *(s.files[0] if s.files else f"the {s.title} .mat files"
-                                                    for s in SPECS.values()), CSV_NAME])
-                        + "), or the file itself (default: $CLICA_DATA_DIR, else ./data/kitti, or for the other "
-                        "datasets the original's folders "
-                        + ", ".join(f"./{d}" for d in [*(s.default_dir for s in SPECS.values()), NATURAL_DIR]) + ")")
-    p.add_argument("--model", choices=("contrastive", "slowvae"), default="contrastive",
-                   help="contrastive: Lp InfoNCE encoder; slowvae: the SlowVAE baseline")
-    p.add_argument("--augment", dest="augment", action="store_true", default=False,
-                   help="augment pairs with a random affine + horizontal flip (off by default: the "
-                        "original never switched it on, and the paper trains without it)")
-    p.add_argument("--no-augment", dest="augment", action="store_false",
-                   help="no augmentation: the default; kept so that older commands still run")
-    p.add_argument("--correlation", choices=("spearman", "pearson"), default="spearman",
-                   help="correlation used by MCC (the original: spearman)")
-    p.add_argument("--n-eval-samples", type=int, default=10_000, help="frames used for MCC")
-    p.add_argument("--threads", type=int, default=0,
-                   help="torch CPU threads (0: torch's default)")
-    p.add_argument("--log-mcc", type=int, default=0, metavar="N",
-                   help="also log MCC on N frames at every log step (0: off)")
-
-
-# --------------------------------------------------------------------------- checks
-
-KittiConfig = config_class("KittiConfig", add_arguments, """Every setting of a KITTI Masks run: one field per
-flag of ``clica kitti`` (the original ``main_kitti.py`` flags and ours), with the same defaults.
-Run it with :func:`run_kitti`; ``KittiConfig.from_dict(json.load(...))`` rebuilds a run's config.json.""")
-
-
-def check_dataset_flags(args) -> None:
-    """``--dataset`` is known and each dataset flag given means something for it."""
-    given = getattr(args, "_given", set())
-    if args.dataset not in SUPPORTED_DATASETS:
-        raise ClicaError(f"--dataset {args.dataset} is not one of {', '.join(SUPPORTED_DATASETS)}")
-    if "natural_discrete" in given and args.dataset != "natural":
-        raise ClicaError(f"--natural-discrete concerns Natural Sprites only (--dataset natural), not {args.dataset}")
-    if args.dataset in ("kittimasks", "natural"):
-        for dest, flag in FACTOR_DATASET_FLAGS.items():
-            if dest in given:
-                raise ClicaError(f"{flag} concerns the factor datasets (dsprites, shapes3d, ...); {args.dataset} pairs "
-                                 f"are consecutive video frames, so remove it")
-    if "kitti_max_delta_t" in given and args.dataset != "kittimasks":
-        raise ClicaError(f"--kitti-max-delta-t concerns KITTI Masks only, not --dataset {args.dataset}; remove it")
-    if args.dataset in ("kittimasks", "natural"):
-        return
-    if args.data_distribution not in ("laplace", "uniform"):
-        raise ClicaError(f"--data-distribution must be laplace or uniform, got {args.data_distribution!r}")
-    if args.data_distribution == "laplace" and "data_k" in given:
-        raise ClicaError("--data-k sets the uniform transition's number of changing factors; with "
-                         "--data-distribution laplace use --rate-data, or give --data-distribution uniform")
-    if args.data_distribution == "uniform" and "rate_data" in given:
-        raise ClicaError("--rate-data sets the laplace transition's rate; with --data-distribution uniform use "
-                         "--data-k, or give --data-distribution laplace")
-    if not (args.rate_data == -1 or args.rate_data > 0):
-        raise ClicaError(f"--rate-data must be positive or -1 (a random rate per pair), got {args.rate_data}")
-    if not (args.data_k == -1 or args.data_k >= 1):
-        raise ClicaError(f"--data-k must be -1 (random) or at least 1, got {args.data_k}")
+    KittiConfig.add_arguments(p)
 
 
 def dataset_shape(name: str) -> tuple[int, int]:
@@ -244,58 +348,6 @@ def dataset_shape(name: str) -> tuple[int, int]:
         return SPECS[name].channels, len(SPECS[name].scored or SPECS[name].factor_sizes)
     cls = KittiMasks if name == "kittimasks" else NaturalSprites
     return cls.channels, len(cls.factor_names)
-
-
-def check_args(args) -> None:
-    check_dataset_flags(args)
-    if args.image_size != 64:
-        raise ClicaError(f"--image-size {args.image_size}: only 64 (64×64 masks) is supported")
-    if args.batch_size < 2 or args.batch_size % 2:
-        raise ClicaError(f"--batch-size must be an even number ≥ 2 (pairs of frames), got {args.batch_size}")
-    if args.box_norm not in (0, 1):
-        raise ClicaError(f"--box-norm must be 0 or 1, got {args.box_norm}")
-    if args.p <= 0:
-        raise ClicaError(f"--p must be positive, got {args.p}")
-    channels, factors = dataset_shape(args.dataset)
-    if args.z_dim < factors:
-        raise ClicaError(f"--z-dim must be at least {factors} (the number of true factors), got {args.z_dim}")
-    if args.max_iter < 1 or args.max_iter != int(args.max_iter):
-        raise ClicaError(f"--max-iter must be a positive whole number, got {args.max_iter}")
-    for flag, value in (("--log-step", args.log_step), ("--save-step", args.save_step),
-                        ("--num_runs", args.num_runs), ("--n-eval-samples", args.n_eval_samples),
-                        ("--kitti-max-delta-t", args.kitti_max_delta_t)):
-        if value < 1:
-            raise ClicaError(f"{flag} must be at least 1, got {value}")
-    require_per_core(args.threads, "--threads", " (torch's default)")
-    if args.log_mcc < 0:
-        raise ClicaError(f"--log-mcc must be ≥ 0 (0: off), got {args.log_mcc}")
-    for flag, value in (("--beta", args.beta), ("--gamma", args.gamma)):
-        if value < 0:
-            raise ClicaError(f"{flag} must be ≥ 0 (a weight of the SlowVAE loss), got {value}")
-    if args.num_workers < 0:
-        raise ClicaError(f"--num-workers must be ≥ 0, got {args.num_workers}")
-    if not args.lr > 0:
-        raise ClicaError(f"--lr must be positive, got {args.lr}")
-    for flag, value in (("--beta1", args.beta1), ("--beta2", args.beta2)):
-        if not 0 <= value < 1:
-            raise ClicaError(f"{flag} must be in [0, 1) (an Adam moment's decay), got {value}")
-    # a low estimate, before anything is allocated: the batches made ahead and in use (64×64 floats) with
-    # ten times as much for the activations, the weights mapping to and from z (with gradients, Adam),
-    # and an evaluation's frame indices, factors and codes (float64)
-    batch = args.batch_size * 64 * 64 * 4 * channels
-    evaluation = max(args.n_eval_samples, args.log_mcc) * 8 * (1 + 3 + 2 * args.z_dim)
-    require_memory((args.num_workers + 11) * batch + 4 * 2 * 257 * args.z_dim * 4 + evaluation,
-                   f"--batch-size {args.batch_size} with --num-workers {args.num_workers}, --z-dim {args.z_dim}, "
-                   f"--n-eval-samples {args.n_eval_samples} and --log-mcc {args.log_mcc}", "lower them")
-    if args.rate_prior <= 0:
-        raise ClicaError(f"--rate-prior must be positive, got {args.rate_prior}")
-    if args.random_search and args.betavae and not args.search_beta:
-        raise ClicaError("--random-search with --betavae searches nothing unless --search-beta is given")
-    if (args.random_search or args.random_seeds) and args.evaluate:
-        raise ClicaError("--evaluate cannot be combined with --random-search or --random-seeds")
-    if args.random_search and args.random_seeds:
-        raise ClicaError("choose one of --random-search and --random-seeds")
-    specified_metrics(args.specify, args.dataset)
 
 
 def specified_metrics(specify: str, dataset: str = "kittimasks") -> list[str]:
@@ -716,7 +768,7 @@ def run_kitti(cfg) -> dict:
     """Train (or evaluate) as ``clica kitti`` does with these settings (a :data:`KittiConfig`); return
     the run's summary, or for ``--random-seeds``/``--random-search`` the MCC mean, std and runs."""
     args = cfg.copy()  # the run fills in settings (seed, ...): never the caller's object
-    check_args(args)
+    args.validate()
     if args.cuda and not torch.cuda.is_available():
         raise ClicaError("--cuda given but CUDA is not available on this machine; drop --cuda to run on the CPU")
     session = Session(resolve_device("cuda" if args.cuda else "cpu"))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from torch import nn
 from .. import extras
 from ..errors import ClicaError
 from ..models import to_device
+from ..params import Interval, ParameterError
 from ..resources import require_memory, require_per_core
 from ..runs import (
     RunDir,
@@ -34,7 +36,8 @@ from ..runs import (
     seed_everything,
 )
 from ..training import Solver, require_finite
-from .flags import config_class, resume_hint
+from .config import Config, flag
+from .flags import resume_hint
 from .skeleton import Experiment, Session
 
 DESCRIPTION = (
@@ -90,159 +93,236 @@ def image_size_of(value) -> tuple[int, int] | None:
         raise ClicaError(f"--image-size: {exc}") from None
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--batch-size", default=512, type=int,
-                   help="Images per step (unsupervised: pairs; the other images of the batch are the negatives)")
-    p.add_argument("--n-eval-samples", default=4096, type=int,
-                   help="Number of samples for each evaluation")
-    p.add_argument("--lr", default=1e-4, type=float, help="Learning rate of the optimizer")
-    p.add_argument("--optimizer", default="adam", choices=("adam", "sgd"), help="Optimizer of the encoder")
-    p.add_argument("--iterations", default=30000, type=int, help="How long to train the model")
-    p.add_argument("--n-log-steps", default=100, type=int, help="How often to calculate scores and print them")
-    p.add_argument("--load-model", default=None, type=str, help="Path from where to load the model")
-    p.add_argument("--save-model", default=None, type=str, help="Path where to save the model")
-    p.add_argument("--save-every", default=None, type=int,
-                   help="After how many steps to save the model (will always be saved at the end); "
-                        "writes SAVE_MODEL.iteration_STEP")
-    p.add_argument("--no-cuda", action="store_true", help="Do not use a GPU even if one is available")
-    p.add_argument("--position-only", action="store_true", help="Use only the 3 position latents")
-    p.add_argument("--rotation-and-color-only", action="store_true",
-                   help="Use only the rotation, spotlight and hue latents")
-    p.add_argument("--rotation-only", action="store_true", help="Use only the rotation (and spotlight) latents")
-    p.add_argument("--color-only", action="store_true", help="Use only the hue latents")
-    p.add_argument("--no-spotlight-position", action="store_true",
-                   help="Drop the spotlight angle (non-periodic setting only)")
-    p.add_argument("--no-spotlight-color", action="store_true",
-                   help="Drop the spotlight hue (non-periodic setting only)")
-    p.add_argument("--no-spotlight", action="store_true", help="Both --no-spotlight-position and --no-spotlight-color")
-    p.add_argument("--non-periodic-rotation-and-color", action="store_true",
-                   help="Treat rotations and hues as box latents (the 10-column published release) "
-                        "instead of embedding them on a sphere")
-    p.add_argument("--dummy-mixing", action="store_true",
-                   help="Replace the images by a random invertible MLP of the latents (an MLP encoder is trained)")
-    p.add_argument("--identity-solution", action="store_true",
-                   help="Use the identity (flattening) as encoder: scores of the observations themselves")
-    p.add_argument("--identity-mixing-and-solution", action="store_true",
-                   help="Use h(z) = z·scale as the encoder's output (loss of the true solution); "
-                        "the scale comes from --identity-scale (the original asked for it interactively)")
-    p.add_argument("--approximate-dataset-nn-search", action="store_true",
-                   help="Match latents with faiss's approximate IVF/HNSW index instead of exact search")
-    p.add_argument("--offline-dataset", type=str, required=True,
-                   help="3DIdent folder: raw_latents.npy, latents.npy, images/")
-    p.add_argument("--faiss-omp-threads", type=int, default=16,
-                   help="Threads for nearest-neighbour search (faiss's OpenMP threads; kd-tree query "
-                        "threads, capped at the CPU count)")
-    p.add_argument("--box-constraint", type=_constraint, default=None, choices=(None, "fix", "learnable"),
-                   help="Squash the non-periodic outputs into a box (sigmoid), fixed or learnable size")
-    p.add_argument("--sphere-constraint", type=_constraint, default=None, choices=(None, "fix", "learnable"),
-                   help="Project the non-periodic outputs on a sphere, fixed or learnable radius")
-    p.add_argument("--workers", default=0, type=int,
-                   help="DataLoader worker processes that make pairs (0 = in the main process, "
-                        "which is what the original did despite its help text '0=#cpus')")
-    p.add_argument("--mode", default="supervised", choices=("supervised", "unsupervised", "test"),
-                   help="supervised: regress the true latents (trains with labels; the original's default, "
-                        "a baseline); unsupervised: the paper's contrastive method (InfoNCE on pairs, no "
-                        "labels); test: only evaluate the encoder of --load-model")
-    p.add_argument("--supervised-loss", default="mse", type=str, choices=("mse", "r2"),
-                   help="Loss of --mode supervised: mean squared error, or negative R² of the latents")
-    p.add_argument("--unsupervised-loss", default="l2", type=str, choices=("l1", "l2", "l3", "vmf"),
-                   help="Loss on the non-periodic latents: Lp InfoNCE or normalised dot product (vmf)")
-    p.add_argument("--non-periodical-conditional", default="l2", choices=("l1", "l2", "l3"),
-                   help="Conditional of the non-periodic latents: Laplace, normal, generalized normal p=3")
-    p.add_argument("--sigma", default=0.1, type=float,
-                   help="Sigma of the conditional distribution (for vMF: 1/kappa)")
-    p.add_argument("--encoder", default="rn18", choices=("rn18", "rn50", "rn101", "rn152", "rn151"),
-                   help="ResNet depth (rn151, as printed by the original's help, means ResNet-152)")
-
-    g = p.add_argument_group("clica additions")
-    g.add_argument("--run-dir", default=None,
-                   help="Run folder (config, metrics.jsonl, checkpoints, summary, figure): new, empty, or a clica "
-                        "3dident run, which the same command resumes; a folder holding anything else is refused "
-                        "(default: runs/3dident-MODE-TIME)")
-    g.add_argument("--seed", type=int, default=None,
-                   help="Seed of everything, 0 … 2^32-1. If omitted: training draws one (recorded in config.json), "
-                        "--mode test uses 0, so the same evaluation prints the same scores on every call")
-    g.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    g.add_argument("--identity-scale", type=float, default=1.0,
-                   help="Scale s of h(z) = s·z for --identity-mixing-and-solution")
-    g.add_argument("--image-cache", default="auto", choices=("auto", "build", "off"),
-                   help="Decoded-image cache (one memory-mapped uint8 array): auto = use it if built, "
-                        "build = build it first (once, with progress), off = decode PNGs every step")
-    g.add_argument("--cache-dir", default=None, help="Where the image cache lives (default: DATASET/cache)")
-    g.add_argument("--image-size", type=_image_size, default=None,
-                   help="Resize images to N or HxW (default: as stored, e.g. 224 for the release)")
-    g.add_argument("--test-dataset", default=None,
-                   help="Evaluate during training on this held-out 3DIdent folder instead of on "
-                        "samples of the training folder (its images are normalised with the training "
-                        "folder's statistics)")
-    g.add_argument("--normalization", default="model", choices=("model", "folder"),
-                   help="--mode test: normalise the images with the statistics the --load-model model was trained "
-                        "with (model; saved with it by clica) or with the test folder's own stats.json, else the "
-                        "published constants (folder). A model without statistics (the original's) uses the "
-                        "folder's")
-    g.add_argument("--nn-backend", default="kdtree", choices=("kdtree", "faiss"),
-                   help="Exact nearest-neighbour search: scipy kd-tree (fast on these low-dimensional "
-                        "latents) or faiss brute force (IndexFlatL2, as the original); "
-                        "--approximate-dataset-nn-search always uses faiss")
-    g.add_argument("--checkpoint-every", type=int, default=500,
-                   help="Steps between resumable checkpoints in the run folder")
-    g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    g.add_argument("--tau", type=float, default=1.0, help="Temperature of the InfoNCE losses (the original: 1)")
-    g.add_argument("--self-weight", type=float, default=1.0,
-                   help="Weight of the anchor's own term in the InfoNCE log-sum-exp (the original's rolled "
-                        "negatives: 1); see clica mlp --self-weight")
-
-
 # ---------------------------------------------------------------------------
-# validation
+# the config and its checks
 # ---------------------------------------------------------------------------
 
-def check_arguments(args) -> None:
-    """The original's assertions, as one-line errors (plus a few checks of our own)."""
-    if args.no_spotlight:
-        args.no_spotlight_color = args.no_spotlight_position = True
-    if args.tau <= 0:
-        raise ClicaError(f"--tau must be positive, got {args.tau}")
-    if args.self_weight < 0:
-        raise ClicaError(f"--self-weight must be ≥ 0, got {args.self_weight}")
-    if args.save_every is not None and args.save_every <= 0:
-        raise ClicaError(f"--save-every must be positive, got {args.save_every}")
+def _save_every_needs_save_model(args) -> None:
     if args.save_every is not None and args.save_model is None:
-        raise ClicaError("--save-every requires --save-model to be set")
+        raise ParameterError("{} requires {} to be set", "save_every", "save_model")
+
+
+def _one_constraint(args) -> None:
     if args.box_constraint is not None and args.sphere_constraint is not None:
-        raise ClicaError("--box-constraint and --sphere-constraint contradict each other: choose one")
+        raise ParameterError("{} and {} contradict each other: choose one", "box_constraint", "sphere_constraint")
+
+
+def _model_files(args) -> None:
     if args.save_model is not None:
         parent = Path(args.save_model).parent
         if not parent.is_dir():
             raise ClicaError(f"folder {parent} to save the model in does not exist")
     if args.load_model is not None and not Path(args.load_model).is_file():
-        raise ClicaError(f"--load-model {args.load_model}: no such file")
+        raise ParameterError.of("load_model", f"{args.load_model}: no such file")
+
+
+def _identity(args) -> None:
     if args.identity_solution and args.identity_mixing_and_solution:
-        raise ClicaError("--identity-solution and --identity-mixing-and-solution contradict each other: choose one")
+        raise ParameterError("{} and {} contradict each other: choose one", "identity_solution",
+                             "identity_mixing_and_solution")
     if args.identity_solution and args.load_model:
-        raise ClicaError("--identity-solution has no parameters to load: drop --load-model")
-    if not args.sigma > 0:
-        raise ClicaError(f"--sigma must be positive, got {args.sigma}")
-    if not args.lr > 0:
-        raise ClicaError(f"--lr must be positive, got {args.lr}")
+        raise ParameterError("{} has no parameters to load: drop {}", "identity_solution", "load_model")
+    if args.identity_scale == 0:
+        raise ParameterError.of("identity_scale", "must not be 0: the identity solution would map every latent to 0")
+
+
+def _cores(args) -> None:
     if args.threads is not None:
         require_per_core(args.threads, "--threads", " (torch's choice)")
-    if args.identity_scale == 0:
-        raise ClicaError("--identity-scale must not be 0: the identity solution would map every latent to 0")
-    if args.faiss_omp_threads < 1:
-        raise ClicaError(f"--faiss-omp-threads must be ≥ 1, got {args.faiss_omp_threads}")
-    if args.batch_size < (2 if args.mode == "unsupervised" else 1):
-        raise ClicaError(f"--batch-size must be at least 2 (negatives come from the batch), got {args.batch_size}")
-    if args.iterations < 0:
-        raise ClicaError(f"--iterations must be ≥ 0, got {args.iterations}")
-    if args.n_log_steps < 1:
-        raise ClicaError(f"--n-log-steps must be ≥ 1, got {args.n_log_steps}")
-    if args.n_eval_samples < 8:
-        raise ClicaError(f"--n-eval-samples must be at least 8 (the linear fit uses a train/test split), "
-                         f"got {args.n_eval_samples}")
     require_per_core(args.workers, "--workers", " (in the training process)")
-    if args.checkpoint_every < 1:
-        raise ClicaError(f"--checkpoint-every must be ≥ 1, got {args.checkpoint_every}")
+
+
+def _batch(args) -> None:
+    if args.batch_size < (2 if args.mode == "unsupervised" else 1):
+        raise ParameterError.of("batch_size",
+                                f"must be at least 2 (negatives come from the batch), got {args.batch_size}")
+
+
+POSITIVE = Interval(float, 0, closed="neither")
+ADDITIONS = "clica additions"
+
+
+@dataclass
+class ThreeDIdentConfig(Config):
+    """Every setting of a 3DIdent run: one field per flag of ``clica 3dident`` (the original
+    ``main_3dident.py`` flags and ours), with the same defaults; ``offline_dataset`` is required.
+    Run it with :func:`run_3dident`."""
+
+    batch_size: int = flag(
+        "--batch-size", default=512, type=int,
+        help="Images per step (unsupervised: pairs; the other images of the batch are the negatives)")
+    n_eval_samples: int = flag(
+        "--n-eval-samples", default=4096, type=int,
+        checks=(Interval(int, 8, says="must be at least 8 (the linear fit uses a train/test split), got {value}"),),
+        help="Number of samples for each evaluation")
+    lr: float = flag(
+        "--lr", default=1e-4, type=float, checks=(POSITIVE,),
+        help="Learning rate of the optimizer")
+    optimizer: str = flag(
+        "--optimizer", default="adam", choices=("adam", "sgd"),
+        help="Optimizer of the encoder")
+    iterations: int = flag(
+        "--iterations", default=30000, type=int, checks=(Interval(int, 0),),
+        help="How long to train the model")
+    n_log_steps: int = flag(
+        "--n-log-steps", default=100, type=int, checks=(Interval(int, 1),),
+        help="How often to calculate scores and print them")
+    load_model: str | None = flag(
+        "--load-model", default=None, type=str,
+        help="Path from where to load the model")
+    save_model: str | None = flag(
+        "--save-model", default=None, type=str,
+        help="Path where to save the model")
+    save_every: int | None = flag(
+        "--save-every", default=None, type=int, checks=(Interval(int, 0, closed="neither"),),
+        help="After how many steps to save the model (will always be saved at the end); "
+             "writes SAVE_MODEL.iteration_STEP")
+    no_cuda: bool = flag(
+        "--no-cuda", default=False,
+        help="Do not use a GPU even if one is available")
+    position_only: bool = flag(
+        "--position-only", default=False,
+        help="Use only the 3 position latents")
+    rotation_and_color_only: bool = flag(
+        "--rotation-and-color-only", default=False,
+        help="Use only the rotation, spotlight and hue latents")
+    rotation_only: bool = flag(
+        "--rotation-only", default=False,
+        help="Use only the rotation (and spotlight) latents")
+    color_only: bool = flag(
+        "--color-only", default=False,
+        help="Use only the hue latents")
+    no_spotlight_position: bool = flag(
+        "--no-spotlight-position", default=False,
+        help="Drop the spotlight angle (non-periodic setting only)")
+    no_spotlight_color: bool = flag(
+        "--no-spotlight-color", default=False,
+        help="Drop the spotlight hue (non-periodic setting only)")
+    no_spotlight: bool = flag(
+        "--no-spotlight", default=False,
+        help="Both --no-spotlight-position and --no-spotlight-color")
+    non_periodic_rotation_and_color: bool = flag(
+        "--non-periodic-rotation-and-color", default=False,
+        help="Treat rotations and hues as box latents (the 10-column published release) "
+             "instead of embedding them on a sphere")
+    dummy_mixing: bool = flag(
+        "--dummy-mixing", default=False,
+        help="Replace the images by a random invertible MLP of the latents (an MLP encoder is trained)")
+    identity_solution: bool = flag(
+        "--identity-solution", default=False,
+        help="Use the identity (flattening) as encoder: scores of the observations themselves")
+    identity_mixing_and_solution: bool = flag(
+        "--identity-mixing-and-solution", default=False,
+        help="Use h(z) = z·scale as the encoder's output (loss of the true solution); "
+             "the scale comes from --identity-scale (the original asked for it interactively)")
+    approximate_dataset_nn_search: bool = flag(
+        "--approximate-dataset-nn-search", default=False,
+        help="Match latents with faiss's approximate IVF/HNSW index instead of exact search")
+    offline_dataset: str | None = flag(
+        "--offline-dataset", default=None, type=str, required=True,
+        help="3DIdent folder: raw_latents.npy, latents.npy, images/")
+    faiss_omp_threads: int = flag(
+        "--faiss-omp-threads", default=16, type=int, checks=(Interval(int, 1),),
+        help="Threads for nearest-neighbour search (faiss's OpenMP threads; kd-tree query "
+             "threads, capped at the CPU count)")
+    box_constraint: str | None = flag(
+        "--box-constraint", default=None, type=_constraint, choices=(None, "fix", "learnable"),
+        help="Squash the non-periodic outputs into a box (sigmoid), fixed or learnable size")
+    sphere_constraint: str | None = flag(
+        "--sphere-constraint", default=None, type=_constraint, choices=(None, "fix", "learnable"),
+        help="Project the non-periodic outputs on a sphere, fixed or learnable radius")
+    workers: int = flag(
+        "--workers", default=0, type=int,
+        help="DataLoader worker processes that make pairs (0 = in the main process, "
+             "which is what the original did despite its help text '0=#cpus')")
+    mode: str = flag(
+        "--mode", default="supervised", choices=("supervised", "unsupervised", "test"),
+        help="supervised: regress the true latents (trains with labels; the original's default, "
+             "a baseline); unsupervised: the paper's contrastive method (InfoNCE on pairs, no "
+             "labels); test: only evaluate the encoder of --load-model")
+    supervised_loss: str = flag(
+        "--supervised-loss", default="mse", type=str, choices=("mse", "r2"),
+        help="Loss of --mode supervised: mean squared error, or negative R² of the latents")
+    unsupervised_loss: str = flag(
+        "--unsupervised-loss", default="l2", type=str, choices=("l1", "l2", "l3", "vmf"),
+        help="Loss on the non-periodic latents: Lp InfoNCE or normalised dot product (vmf)")
+    non_periodical_conditional: str = flag(
+        "--non-periodical-conditional", default="l2", choices=("l1", "l2", "l3"),
+        help="Conditional of the non-periodic latents: Laplace, normal, generalized normal p=3")
+    sigma: float = flag(
+        "--sigma", default=0.1, type=float, checks=(POSITIVE,),
+        help="Sigma of the conditional distribution (for vMF: 1/kappa)")
+    encoder: str = flag(
+        "--encoder", default="rn18", choices=("rn18", "rn50", "rn101", "rn152", "rn151"),
+        help="ResNet depth (rn151, as printed by the original's help, means ResNet-152)")
+    run_dir: str | None = flag(
+        "--run-dir", default=None, group=ADDITIONS,
+        help="Run folder (config, metrics.jsonl, checkpoints, summary, figure): new, empty, or a clica "
+             "3dident run, which the same command resumes; a folder holding anything else is refused "
+             "(default: runs/3dident-MODE-TIME)")
+    seed: int | None = flag(
+        "--seed", default=None, type=int, group=ADDITIONS,
+        help="Seed of everything, 0 … 2^32-1. If omitted: training draws one (recorded in config.json), "
+             "--mode test uses 0, so the same evaluation prints the same scores on every call")
+    device: str | None = flag(
+        "--device", default=None, group=ADDITIONS,
+        help="torch device (default: cuda if available, else cpu)")
+    identity_scale: float = flag(
+        "--identity-scale", default=1.0, type=float, group=ADDITIONS,
+        help="Scale s of h(z) = s·z for --identity-mixing-and-solution")
+    image_cache: str = flag(
+        "--image-cache", default="auto", choices=("auto", "build", "off"), group=ADDITIONS,
+        help="Decoded-image cache (one memory-mapped uint8 array): auto = use it if built, "
+             "build = build it first (once, with progress), off = decode PNGs every step")
+    cache_dir: str | None = flag(
+        "--cache-dir", default=None, group=ADDITIONS,
+        help="Where the image cache lives (default: DATASET/cache)")
+    image_size: str | None = flag(
+        "--image-size", default=None, type=_image_size, group=ADDITIONS,
+        help="Resize images to N or HxW (default: as stored, e.g. 224 for the release)")
+    test_dataset: str | None = flag(
+        "--test-dataset", default=None, group=ADDITIONS,
+        help="Evaluate during training on this held-out 3DIdent folder instead of on "
+             "samples of the training folder (its images are normalised with the training "
+             "folder's statistics)")
+    normalization: str = flag(
+        "--normalization", default="model", choices=("model", "folder"), group=ADDITIONS,
+        help="--mode test: normalise the images with the statistics the --load-model model was trained "
+             "with (model; saved with it by clica) or with the test folder's own stats.json, else the "
+             "published constants (folder). A model without statistics (the original's) uses the "
+             "folder's")
+    nn_backend: str = flag(
+        "--nn-backend", default="kdtree", choices=("kdtree", "faiss"), group=ADDITIONS,
+        help="Exact nearest-neighbour search: scipy kd-tree (fast on these low-dimensional "
+             "latents) or faiss brute force (IndexFlatL2, as the original); "
+             "--approximate-dataset-nn-search always uses faiss")
+    checkpoint_every: int = flag(
+        "--checkpoint-every", default=500, type=int, checks=(Interval(int, 1),), group=ADDITIONS,
+        help="Steps between resumable checkpoints in the run folder")
+    threads: int | None = flag(
+        "--threads", default=None, type=int, group=ADDITIONS,
+        help="torch CPU threads (default: torch's choice)")
+    tau: float = flag(
+        "--tau", default=1.0, type=float, checks=(POSITIVE,), group=ADDITIONS,
+        help="Temperature of the InfoNCE losses (the original: 1)")
+    self_weight: float = flag(
+        "--self-weight", default=1.0, type=float, checks=(Interval(float, 0),), group=ADDITIONS,
+        help="Weight of the anchor's own term in the InfoNCE log-sum-exp (the original's rolled "
+             "negatives: 1); see clica mlp --self-weight")
+
+    checks = (_save_every_needs_save_model, _one_constraint, _model_files, _identity, _cores, _batch)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    ThreeDIdentConfig.add_arguments(p)
+
+
+def check_arguments(args) -> None:
+    """The original's assertions, as one-line errors (plus a few checks of our own), after the flags that
+    stand for others are expanded."""
+    if args.no_spotlight:
+        args.no_spotlight_color = args.no_spotlight_position = True
+    args.validate()
     if args.encoder == "rn151":
         print("note: --encoder rn151 is taken as ResNet-152 (the original's help listed rn151)")
         args.encoder = "rn152"
@@ -429,11 +509,6 @@ def _open_run(args, session: Session) -> tuple[RunDir, dict | None]:
         state = session.load(run.file("checkpoint.pt"), CHECKPOINT_FIELDS, CHECKPOINT_OPTIONAL,
                              what="a 3dident checkpoint")
     return run, state
-
-
-ThreeDIdentConfig = config_class("ThreeDIdentConfig", add_arguments, """Every setting of a 3DIdent run: one field per
-flag of ``clica 3dident`` (the original ``main_3dident.py`` flags and ours), with the same defaults;
-``offline_dataset`` is required. Run it with :func:`run_3dident`.""")
 
 
 def run(args) -> int:

@@ -6,20 +6,23 @@ import platform
 
 import numpy as np
 
-from ..errors import ClicaError
+from ..params import ParameterError, literal
 
 
 def resolve_device(device: str | None = None, no_cuda: bool = False):
-    """CUDA when available unless ``no_cuda``; an explicit ``device`` wins (a ``torch.device``)."""
+    """CUDA when available unless ``no_cuda``; an explicit ``device`` wins (a ``torch.device``); one that
+    is not, or CUDA where there is none, is a :class:`~clica.params.ParameterError` naming ``device``."""
     import torch
 
     if device:
         try:
             chosen = torch.device(device)
         except (RuntimeError, ValueError):
-            raise ClicaError(f"--device {device!r} is not a torch device (cpu, cuda, cuda:N, mps, ...)") from None
+            raise ParameterError(f"{{}} {literal(repr(device))} is not a torch device (cpu, cuda, cuda:N, mps, ...)",
+                                 "device") from None
         if chosen.type == "cuda" and not torch.cuda.is_available():
-            raise ClicaError(f"--device {device} requested but CUDA is not available on this machine")
+            raise ParameterError(f"{{}} {literal(device)} requested but CUDA is not available on this machine",
+                                 "device")
         return chosen
     if not no_cuda and torch.cuda.is_available():
         return torch.device("cuda")
