@@ -509,14 +509,17 @@ class ContrastiveICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     def _loss(self):
         return CONDITIONALS[self.conditional].loss(tau=self.temperature, self_weight=self.self_weight)
 
-    def _build_encoder(self, input_shape: tuple, n_components: int | None, seed: int) -> tuple[nn.Module, int]:
-        """The untrained encoder (initialised from ``seed`` without touching torch's global generator)."""
+    def _build_encoder(self, input_shape: tuple, n_components: int | None, seed: int,
+                       box_width: float | None = None) -> tuple[nn.Module, int]:
+        """The untrained encoder (initialised from ``seed`` without touching torch's global generator);
+        the built-in MLP's box starts at ``box_width`` when one is given."""
         norm = CONDITIONALS[self.conditional].estimator_output_norm
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             if self.encoder == "mlp":
                 k = n_components or input_shape[0]
-                net = mlp_encoder(input_shape[0], k, list(self.hidden_units), norm, layer_norm=True)
+                net = mlp_encoder(input_shape[0], k, list(self.hidden_units), norm, layer_norm=True,
+                                  **({} if box_width is None else {"high": box_width}))
             elif self.encoder == "conv":
                 k = n_components
                 net = ConvEncoderNet(k, nc=input_shape[0], output_layer=norm_layer(norm, k))
@@ -636,10 +639,7 @@ class ContrastiveICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         """
         auto = self.n_steps == "auto"
         n_steps = AUTO_MAX_STEPS if auto else self.n_steps
-        net, _ = self._build_encoder(input_shape, self.n_components, seed)
-        if box_width is not None:
-            with torch.no_grad():
-                net[-1].width.fill_(box_width)
+        net, _ = self._build_encoder(input_shape, self.n_components, seed, box_width)
         net = to_device(net, train.x.device)
         n = len(train)
         batch = min(self.batch_size, n)
