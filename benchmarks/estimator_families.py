@@ -35,6 +35,9 @@ class Family:
     noise: float = 0.0                    # observation noise, in units of each observed column's std
     recordings: int = 1                   # > 1: T rows split into this many independent recordings
     note: str = ""
+    images: bool = False                  # synthetic KITTI Masks videos instead (k factors; T, d, ... unused)
+    n_components: int | None = None       # outputs every method is asked for (None: k)
+    clica: tuple = ()                     # ContrastiveICA parameters this kind of data needs, (name, value) pairs
 
 
 FAMILIES = {f.name: f for f in [
@@ -52,6 +55,11 @@ FAMILIES = {f.name: f for f in [
     Family("wide", k=20, d=40, T=50_000, speed=0.1, note="k = 20 sources in d = 40"),
     Family("long", T=200_000, note="T = 200,000"),
     Family("recordings", recordings=20, note="20 recordings of 1,000 rows (groups=)"),
+    Family("kitti-masks", images=True, k=3, n_components=10,
+           clica=(("encoder", "conv"), ("batch_size", 32), ("n_steps", 3000)),
+           note="synthetic KITTI Masks: 800 videos of 64×64 masks (about 12,000 frames); factors centre y, x "
+                "and area; 10 outputs as the KITTI experiment; ContrastiveICA with the conv encoder, "
+                "batch 32, 3,000 steps (examples/image_sequences.py)"),
 ]}
 
 
@@ -118,6 +126,8 @@ def make(family: str | Family, seed: int, **changes):
     """(X, Z, groups) of ``family`` (a name or a :class:`Family`), drawn from ``seed``."""
     f = FAMILIES[family] if isinstance(family, str) else family
     f = replace(f, **changes)
+    if f.images:
+        return kitti_masks(seed)
     rng = np.random.default_rng([seed, 24])
     z = sources(f, rng)
     zs = (z - z.mean(0)) / z.std(0)
@@ -128,3 +138,15 @@ def make(family: str | Family, seed: int, **changes):
         x = x + rng.normal(size=x.shape) * f.noise * x.std(0)
     groups = None if f.recordings == 1 else np.repeat(np.arange(f.recordings), f.T // f.recordings)
     return x, z, groups
+
+
+def kitti_masks(seed: int):
+    """(X, Z, groups) of synthetic KITTI Masks videos: frames N × 1 × 64 × 64 (float32, 0/1), their factors
+    N × 3 (centre of mass y, x; area) and each frame's video id."""
+    from clica.data.kitti_masks import SyntheticConfig, generate_synthetic
+
+    data = generate_synthetic(seed, SyntheticConfig(n_sequences=800))
+    videos = data["pedestrians"]
+    x = np.concatenate(videos)[:, None].astype(np.float32)
+    groups = np.repeat(np.arange(len(videos)), [len(v) for v in videos])
+    return x, np.concatenate(data["pedestrians_latents"]).astype(np.float64), groups

@@ -28,7 +28,7 @@ from estimator_families import FAMILIES, make  # noqa: E402
 from estimator_suite import append_results  # noqa: E402
 
 
-def candidate(family: str, seed: int, restart: int, hidden: tuple, threads: int) -> dict:
+def candidate(family: str, seed: int, restart: int, hidden: tuple, threads: int, n_init: int = 3) -> dict:
     import torch
 
     from clica import ContrastiveICA
@@ -36,11 +36,46 @@ def candidate(family: str, seed: int, restart: int, hidden: tuple, threads: int)
     torch.set_num_threads(threads)
     X, Z, groups = make(family, seed)
     t0 = time.perf_counter()
-    est = ContrastiveICA(n_components=Z.shape[1], hidden_units=hidden, random_state=1000 * seed + restart)
+    est = ContrastiveICA(n_components=Z.shape[1], hidden_units=hidden, random_state=1000 * seed + restart,
+                         n_init=n_init)
     est.fit(X, groups=groups)
-    return {"family": family, "seed": seed, "restart": restart, "hidden_units": list(hidden),
-            "validation_loss": est.validation_loss_, "mcc": est.score(X, Z), "r2": est.score(X, Z, metric="r2"),
-            "fit_s": round(time.perf_counter() - t0, 2)}
+    row = {"family": family, "seed": seed, "restart": restart, "hidden_units": list(hidden),
+           "validation_loss": est.validation_loss_, "mcc": est.score(X, Z), "r2": est.score(X, Z, metric="r2"),
+           "fit_s": round(time.perf_counter() - t0, 2)}
+    if n_init != 3:  # rows made before --n-init existed were all n_init=3 and carry neither key
+        row.update(n_init=n_init, validation_curve=est.validation_curve_, validation_steps=est.validation_steps_)
+    return row
+
+
+def early_table(rows: list[dict]) -> str:
+    """Choosing among one-restart candidates by their validation loss after s steps instead of at the end:
+    the median MCC of the candidate chosen at each s, and how often it is the one the final loss chooses."""
+    groups = {}
+    for r in rows:
+        if r.get("validation_curve"):
+            groups.setdefault((r["family"], r["seed"], tuple(r["hidden_units"])), []).append(r)
+    steps = sorted({s for rs in groups.values() for s in rs[0]["validation_steps"]})
+    shown = [s for s in steps if s in (100, 200, 300, 400, 600, 1000)] + [steps[-1]]
+    lines = ["| family | " + " | ".join(f"chosen at {s}" for s in shown) + " | best MCC |",
+             "|---" * (len(shown) + 2) + "|"]
+    for f in FAMILIES:
+        keys = sorted(k for k in groups if k[0] == f)
+        if not keys:
+            continue
+        cells, best = {s: [] for s in shown}, []
+        for key in keys:
+            rs = groups[key]
+            m = np.array([r["mcc"] for r in rs])
+            final = int(np.argmin([r["validation_curve"][-1] for r in rs]))
+            for s in shown:
+                i = int(np.argmin([r["validation_curve"][r["validation_steps"].index(s)] for r in rs]))
+                cells[s].append((m[i], i == final))
+            best.append(m.max())
+        text = [f"{np.median([c[0] for c in cells[s]]):.3f} ({sum(c[1] for c in cells[s])}/{len(keys)})"
+                for s in shown]
+        lines.append(f"| {f} ({len(keys)} seeds × {len(groups[keys[0]])}) | " + " | ".join(text) +
+                     f" | {np.median(best):.3f} |")
+    return "\n".join(lines)
 
 
 def table(rows: list[dict]) -> str:
@@ -74,18 +109,21 @@ def main() -> None:
     p.add_argument("--out", default="benchmarks/results/estimator_selection.jsonl")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--n-init", type=int, default=3, help="each candidate's n_init; other than 3, the rows keep "
+                   "their validation curves for --early")
     p.add_argument("--table", action="store_true")
+    p.add_argument("--early", action="store_true", help="print the table of choosing after s steps")
     args = p.parse_args()
     out = Path(args.out)
     done = [json.loads(line) for line in out.read_text().splitlines() if line.strip()] if out.exists() else []
-    if args.table:
-        print(table(done))
+    if args.table or args.early:
+        print(early_table(done) if args.early else table(done))
         return
     have = {(r["family"], r["seed"], r["restart"], tuple(r["hidden_units"])) for r in done}
     encoders = [tuple(int(w) for w in e.split("-")) for e in args.encoders.split(";")]
     todo = [(f, int(s), r, h) for f in args.families.split(",") for s in args.seeds.split(",")
             for r in range(args.restarts) for h in encoders if (f, int(s), r, h) not in have]
-    append_results(out, [(candidate, (*t, args.threads)) for t in todo], args.jobs,
+    append_results(out, [(candidate, (*t, args.threads, args.n_init)) for t in todo], args.jobs,
                    lambda r: f"{r['family']:>12} seed {r['seed']} restart {r['restart']} {r['hidden_units']} "
                              f"loss {r['validation_loss']:.4f} MCC {r['mcc']:.3f} {r['fit_s']:.0f} s")
 

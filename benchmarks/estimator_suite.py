@@ -60,6 +60,7 @@ def fit(method: str, X: np.ndarray, k: int, groups, seed: int) -> tuple[np.ndarr
             params["hidden_units"] = tuple(params["hidden_units"])
         est = ContrastiveICA(n_components=k, random_state=seed, **params).fit(X, groups=groups)
         return est.transform(X), {"validation_loss": est.validation_loss_, "n_iter": est.n_iter_}
+    X = X.reshape(len(X), -1)
     if method.startswith("cebra"):
         from clica.extras import need
 
@@ -81,8 +82,9 @@ def run_one(family: str, seed: int, method: str, threads: int) -> dict:
 
     torch.set_num_threads(threads)
     X, Z, groups = make(family, seed)
+    f = FAMILIES[family]
     t0 = time.perf_counter()
-    hz, extra = fit(method, X, Z.shape[1], groups, seed)
+    hz, extra = fit(method, X, f.n_components or Z.shape[1], groups, seed, dict(f.clica))
     seconds = time.perf_counter() - t0
     return {"family": family, "seed": seed, "method": method, "mcc": float(mcc(Z, hz).score),
             "r2": float(linear_r2(Z, hz)), "mcc_after_ica": linear_ica_mcc(hz, Z, seed),

@@ -78,6 +78,39 @@ def test_restarts_keep_the_lowest_validation_loss_in_parallel_too():
     np.testing.assert_allclose([t["validation_loss"] for t in parallel.trials_], losses, rtol=1e-4)
 
 
+def test_restarts_are_compared_early_and_only_the_chosen_one_trains_on(monkeypatch):
+    """Trials are compared after CHOOSE_AT steps; the chosen one then trains on to n_steps, and the result is
+    the very fit that trial makes uninterrupted (the schedule and the pair order go on where they were)."""
+    monkeypatch.setattr(est_module, "CHOOSE_AT", 20)
+    x, _ = walk()
+    for n_jobs in (None, 2):
+        three = ContrastiveICA(**{**TINY, "n_init": 3, "n_jobs": n_jobs}).fit(x)
+        trials = three.trials_
+        assert sorted(t["n_iter"] for t in trials) == [20, 20, 40] and trials[three.best_trial_]["n_iter"] == 40
+        assert three.n_iter_ == 40 and three.validation_steps_ == [20, 40]
+        at_choice = [t["validation_loss"] for t in trials]
+        at_choice[three.best_trial_] = three.validation_curve_[0]
+        assert three.best_trial_ == int(np.argmin(at_choice))  # the lowest loss when they were compared
+        # the same trial alone, uninterrupted: an n_init=1 fit whose one seed is the chosen trial's
+        chosen_seed = trials[three.best_trial_]["random_state"]
+        with monkeypatch.context() as m:
+            m.setattr(est_module, "check_random_state", lambda _: _Seeds(chosen_seed))
+            alone = ContrastiveICA(**TINY).fit(x)
+        assert alone.trials_[0]["random_state"] == chosen_seed and alone.validation_steps_ == [40]
+        np.testing.assert_allclose(three.transform(x), alone.transform(x), rtol=1e-5, atol=1e-6)
+        assert three.loss_curve_ == pytest.approx(alone.loss_curve_, rel=1e-5)
+
+
+class _Seeds:
+    """A stand-in for ``check_random_state(...)``: its ``randint`` always returns ``seed``."""
+
+    def __init__(self, seed):
+        self.seed = seed
+
+    def randint(self, high):
+        return self.seed
+
+
 @pytest.mark.parametrize("params, message", [
     ({"validation_fraction": 1.0}, r"validation_fraction must be a number in \[0, 1\)"),
     ({"n_steps": "auto", "validation_fraction": 0}, "n_steps=auto chooses by the validation loss"),
