@@ -50,12 +50,13 @@ def linear_ica_mcc(hz: np.ndarray, z: np.ndarray, seed: int) -> float:
     return float(mcc(z, s).score)
 
 
-def fit(method: str, X: np.ndarray, k: int, groups, seed: int) -> tuple[np.ndarray, dict]:
-    """The method's output on X (N × k) and extra facts (e.g. its validation loss)."""
+def fit(method: str, X: np.ndarray, k: int, groups, seed: int, clica: dict | None = None) -> tuple[np.ndarray, dict]:
+    """The method's output on X (N × d, or images N × C × H × W: flattened for all but ContrastiveICA) and extra
+    facts (e.g. its validation loss). ``clica``: the family's ContrastiveICA parameters (e.g. the conv encoder)."""
     if method.startswith("clica"):
         from clica import ContrastiveICA
 
-        params = json.loads(method.split(":", 1)[1]) if ":" in method else {}
+        params = {**(clica or {}), **(json.loads(method.split(":", 1)[1]) if ":" in method else {})}
         if "hidden_units" in params:
             params["hidden_units"] = tuple(params["hidden_units"])
         est = ContrastiveICA(n_components=k, random_state=seed, **params).fit(X, groups=groups)

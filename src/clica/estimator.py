@@ -328,7 +328,7 @@ class ContrastiveICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         the others stop there (``trials_`` lists them all). The theory's
         criterion: the identifying encoder minimises the InfoNCE loss. A seed
         that lands in a poor optimum shows it in its loss, already at step 400:
-        on 10 families × 3 seeds the early choice kept an encoder as good as the
+        on 13 families × 3 seeds the early choice kept encoders as good as the
         choice after all 2,000 steps (docs/estimator.md), at less than half the time.
     n_jobs : int or None, default=None
         Trials trained at once by joblib (None or 1: one after the other; -1:
