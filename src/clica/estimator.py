@@ -331,9 +331,10 @@ class ContrastiveICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         on 13 families × 3 seeds the early choice kept encoders as good as the
         choice after all 2,000 steps (docs/estimator.md), at less than half the time.
     n_jobs : int or None, default=None
-        Trials trained at once by joblib (None or 1: one after the other; -1:
-        all cores). The joblib backend in effect is used: the process backend
-        on one machine, or Ray's on a cluster
+        Trials trained at once by joblib up to the choice (None or 1: one after
+        the other; -1: all cores); the chosen one trains on in this process.
+        The joblib backend in effect is used: the process backend on one
+        machine, or Ray's on a cluster
         (``with joblib.parallel_backend("ray"): ica.fit(X)`` after
         ``ray.util.joblib.register_ray()``). Results equal the sequential
         ones up to floating-point summation order.
