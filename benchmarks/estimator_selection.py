@@ -39,12 +39,10 @@ def candidate(family: str, seed: int, restart: int, hidden: tuple, threads: int,
     est = ContrastiveICA(n_components=Z.shape[1], hidden_units=hidden, random_state=1000 * seed + restart,
                          n_init=n_init)
     est.fit(X, groups=groups)
-    row = {"family": family, "seed": seed, "restart": restart, "hidden_units": list(hidden),
-           "validation_loss": est.validation_loss_, "mcc": est.score(X, Z), "r2": est.score(X, Z, metric="r2"),
-           "fit_s": round(time.perf_counter() - t0, 2)}
-    if n_init != 3:  # rows made before --n-init existed were all n_init=3 and carry neither key
-        row.update(n_init=n_init, validation_curve=est.validation_curve_, validation_steps=est.validation_steps_)
-    return row
+    return {"family": family, "seed": seed, "restart": restart, "hidden_units": list(hidden), "n_init": n_init,
+            "validation_loss": est.validation_loss_, "mcc": est.score(X, Z), "r2": est.score(X, Z, metric="r2"),
+            "fit_s": round(time.perf_counter() - t0, 2), "validation_curve": est.validation_curve_,
+            "validation_steps": est.validation_steps_}
 
 
 def early_table(rows: list[dict]) -> str:
@@ -52,7 +50,7 @@ def early_table(rows: list[dict]) -> str:
     the median MCC of the candidate chosen at each s, and how often it is the one the final loss chooses."""
     groups = {}
     for r in rows:
-        if r.get("validation_curve"):
+        if r.get("n_init") == 1:  # one seed per candidate: its curve is that seed's alone
             groups.setdefault((r["family"], r["seed"], tuple(r["hidden_units"])), []).append(r)
     steps = sorted({s for rs in groups.values() for s in rs[0]["validation_steps"]})
     shown = [s for s in steps if s in (100, 200, 300, 400, 600, 1000)] + [steps[-1]]
@@ -109,8 +107,7 @@ def main() -> None:
     p.add_argument("--out", default="benchmarks/results/estimator_selection.jsonl")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--jobs", type=int, default=2)
-    p.add_argument("--n-init", type=int, default=3, help="each candidate's n_init; other than 3, the rows keep "
-                   "their validation curves for --early")
+    p.add_argument("--n-init", type=int, default=3, help="each candidate's n_init (--early reads the rows of 1)")
     p.add_argument("--table", action="store_true")
     p.add_argument("--early", action="store_true", help="print the table of choosing after s steps")
     args = p.parse_args()
@@ -119,10 +116,10 @@ def main() -> None:
     if args.table or args.early:
         print(early_table(done) if args.early else table(done))
         return
-    have = {(r["family"], r["seed"], r["restart"], tuple(r["hidden_units"])) for r in done}
+    have = {(r["family"], r["seed"], r["restart"], tuple(r["hidden_units"]), r.get("n_init", 3)) for r in done}
     encoders = [tuple(int(w) for w in e.split("-")) for e in args.encoders.split(";")]
     todo = [(f, int(s), r, h) for f in args.families.split(",") for s in args.seeds.split(",")
-            for r in range(args.restarts) for h in encoders if (f, int(s), r, h) not in have]
+            for r in range(args.restarts) for h in encoders if (f, int(s), r, h, args.n_init) not in have]
     append_results(out, [(candidate, (*t, args.threads, args.n_init)) for t in todo], args.jobs,
                    lambda r: f"{r['family']:>12} seed {r['seed']} restart {r['restart']} {r['hidden_units']} "
                              f"loss {r['validation_loss']:.4f} MCC {r['mcc']:.3f} {r['fit_s']:.0f} s")

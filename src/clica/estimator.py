@@ -166,7 +166,7 @@ class _Trial:
         self.auto = est.n_steps == "auto"
         self.n_steps = AUTO_MAX_STEPS if self.auto else est.n_steps
         self.seed, self.train_pairs, self.val = seed, train, val
-        net, _ = est._build_encoder(input_shape, est.n_components, seed, box_width)
+        net, self.k = est._build_encoder(input_shape, est.n_components, seed, box_width)
         self.net = to_device(net, train.x.device).train()
         self.batch = min(est.batch_size, len(train))
         self.loss_fn = est._loss()
@@ -212,12 +212,11 @@ class _Trial:
                        desc=self.desc, verbose=self.verbose, done=self._validate)
         return self
 
-    def result(self) -> dict:
-        """The kept state (on the CPU) and the curves."""
-        state = self.best_state if self.best_state is not None else self.net.state_dict()
-        return {"state": {k: v.detach().cpu().clone() for k, v in state.items()}, "n_iter": self.step,
-                "loss_curve": self.loss_curve, "validation_loss": self.validation_loss,
-                "validation_curve": self.validation_curve, "validation_steps": self.validation_steps}
+    def encoder(self) -> nn.Module:
+        """The trained encoder in eval mode: its last state, or with ``n_steps="auto"`` its best one."""
+        if self.best_state is not None:
+            self.net.load_state_dict(self.best_state)
+        return self.net.eval()
 
 
 def _mean_loss(net: nn.Module, loss_fn, pairs: _Pairs) -> float:
@@ -672,7 +671,7 @@ class ContrastiveICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         box_width = _matched_box_width(train_pairs, self.temperature) if boxed else None
         trials = [_Trial(self, seed, i, input_shape, train_pairs, val_pairs, box_width)
                   for i, seed in enumerate(seeds)]
-        n_steps = AUTO_MAX_STEPS if self.n_steps == "auto" else self.n_steps
+        n_steps = trials[0].n_steps
         choose_at = n_steps if len(trials) == 1 else min(n_steps, CHOOSE_AT)
         if len(trials) == 1 or self.n_jobs in (None, 1):
             trials = [t.train(choose_at) for t in trials]
@@ -681,18 +680,16 @@ class ContrastiveICA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
             trials = Parallel(n_jobs=self.n_jobs)(delayed(t.train)(choose_at) for t in trials)
         best = min(range(len(trials)), key=lambda i: (trials[i].validation_loss if val is not None else 0.0, i))
-        chosen = trials[best].train(n_steps).result()
-        net, k = self._build_encoder(input_shape, self.n_components, seeds[best])
-        net.load_state_dict(chosen.pop("state"))
+        kept = trials[best].train(n_steps)
         # fitted attributes only once training has finished: a failed refit leaves the previous fit intact
         self.input_shape_, self.mean_, self.scale_ = input_shape, mean, scale
-        self.encoder_ = to_device(net, device).eval()
-        self.n_components_ = int(k)
-        self.loss_curve_ = chosen["loss_curve"]
-        self.validation_loss_ = chosen["validation_loss"] if val is not None else None
-        self.validation_curve_ = chosen["validation_curve"]
-        self.validation_steps_ = chosen["validation_steps"]
-        self.n_iter_ = chosen["n_iter"]
+        self.encoder_ = to_device(kept.encoder(), device)
+        self.n_components_ = int(kept.k)
+        self.loss_curve_ = kept.loss_curve
+        self.validation_loss_ = kept.validation_loss
+        self.validation_curve_ = kept.validation_curve
+        self.validation_steps_ = kept.validation_steps
+        self.n_iter_ = kept.step
         self.trials_ = [{"random_state": t.seed, "validation_loss": t.validation_loss, "n_iter": t.step}
                         for t in trials]
         self.best_trial_ = int(best)
